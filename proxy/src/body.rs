@@ -1,0 +1,203 @@
+//! Body types that stream through the proxy without buffering.
+//!
+//! - [`RequestBody`]: the client's body on its way to the origin, counted and held to
+//!   `limits.max_request_body`.
+//! - [`ResponseBody`]: what the client receives: an origin's streamed body or a short body made
+//!   here. It carries the request's [`Completion`], which records metrics and writes the access
+//!   log line when the body ends or is dropped — the moment the exchange is really over.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::complete::Completion;
+use crate::upstream::PooledBody;
+
+/// The client sent more than `limits.max_request_body`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds the configured limit of {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+pin_project_lite::pin_project! {
+    /// The client's request body, streamed to the origin.
+    #[derive(Debug)]
+    pub struct RequestBody {
+        #[pin]
+        inner: Incoming,
+        seen: u64,
+        limit: u64,
+        counter: prometheus::IntCounter,
+    }
+
+    impl PinnedDrop for RequestBody {
+        fn drop(this: Pin<&mut Self>) {
+            this.counter.inc_by(this.seen);
+        }
+    }
+}
+
+impl RequestBody {
+    /// `limit` of `None` means unlimited.
+    pub fn new(inner: Incoming, limit: Option<u64>, counter: prometheus::IntCounter) -> Self {
+        RequestBody {
+            inner,
+            seen: 0,
+            limit: limit.unwrap_or(u64::MAX),
+            counter,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let frame = match ready!(this.inner.poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Poll::Ready(Some(Err(Box::new(e)))),
+            None => return Poll::Ready(None),
+        };
+        if let Some(data) = frame.data_ref() {
+            *this.seen += data.len() as u64;
+            if *this.seen > *this.limit {
+                let limit = *this.limit;
+                return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The body sent to the client.
+    #[derive(Debug)]
+    pub struct ResponseBody {
+        #[pin]
+        kind: Kind,
+        completion: Option<Completion>,
+    }
+
+    impl PinnedDrop for ResponseBody {
+        fn drop(this: Pin<&mut Self>) {
+            // A body dropped after its last byte was handed over is complete even if nobody
+            // polled the final `None` (hyper stops at Content-Length).
+            let done = this.as_ref().get_ref().is_end_stream();
+            if let Some(mut c) = this.project().completion.take() {
+                if done {
+                    c.mark_complete();
+                }
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind {
+        Full { data: Option<Bytes> },
+        Upstream { #[pin] inner: PooledBody },
+    }
+}
+
+impl ResponseBody {
+    /// A body generated here (error pages, admin answers).
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        ResponseBody {
+            kind: Kind::Full {
+                data: Some(data.into()),
+            },
+            completion: None,
+        }
+    }
+
+    pub fn empty() -> Self {
+        ResponseBody {
+            kind: Kind::Full { data: None },
+            completion: None,
+        }
+    }
+
+    pub(crate) fn upstream(inner: PooledBody) -> Self {
+        ResponseBody {
+            kind: Kind::Upstream { inner },
+            completion: None,
+        }
+    }
+
+    pub(crate) fn set_completion(&mut self, mut completion: Completion) {
+        if self.is_end_stream() {
+            // Nothing will ever be polled (HEAD, 204, 304, empty bodies): finish now.
+            completion.mark_complete();
+        } else {
+            self.completion = Some(completion);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = match this.kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Upstream { inner } => inner.poll_frame(cx),
+        };
+        if let Poll::Ready(ref item) = polled {
+            match item {
+                Some(Ok(frame)) => {
+                    if let (Some(data), Some(c)) = (frame.data_ref(), this.completion.as_mut()) {
+                        c.add_bytes(data.len() as u64);
+                    }
+                }
+                // Dropping the completion records the exchange; an error leaves it incomplete.
+                Some(Err(_)) => drop(this.completion.take()),
+                None => {
+                    if let Some(mut c) = this.completion.take() {
+                        c.mark_complete();
+                    }
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full { data } => data.is_none(),
+            Kind::Upstream { inner } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Upstream { inner } => inner.size_hint(),
+        }
+    }
+}

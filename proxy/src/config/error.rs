@@ -1,0 +1,122 @@
+//! Config errors: each names the file, the line and the key path (`sites[1].origins[0]`), so an
+//! operator can go straight to the mistake. `check` prints all of them, not just the first.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything wrong with one config file.
+#[derive(Debug)]
+pub struct ConfigErrors {
+    pub errors: Vec<ConfigError>,
+}
+
+/// One problem, located.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The config file, when the config came from one.
+    pub file: Option<PathBuf>,
+    /// 1-based line of the offending value, when known.
+    pub line: Option<u32>,
+    /// Key path, e.g. `sites[1].hosts[0]`; empty for whole-file errors.
+    pub key: String,
+    pub kind: ConfigErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigErrorKind {
+    #[error("cannot read the file")]
+    Read(#[source] std::io::Error),
+    #[error("invalid YAML or schema: {0}")]
+    Yaml(#[source] serde_saphyr::Error),
+    #[error("{value:?} is not a duration (use a whole number with ms, s, m or h, e.g. \"10s\")")]
+    BadDuration { value: String },
+    #[error("{value:?} is not a size (use bytes, or a whole number with KiB, MiB or GiB)")]
+    BadSize { value: String },
+    #[error("{value:?} is not an IP address with a port (e.g. \"127.0.0.1:8080\")")]
+    BadAddress {
+        value: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("address {value} is used twice (also at {other})")]
+    DuplicateAddress { value: String, other: String },
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be greater than zero")]
+    Zero,
+    #[error("{value:?} is not a valid host name")]
+    BadHost {
+        value: String,
+        #[source]
+        source: portcullis_policy::HostError,
+    },
+    #[error("{value:?} must not carry a port: a site is chosen by host name only")]
+    HostWithPort { value: String },
+    #[error("host {host:?} is already served by {other}")]
+    DuplicateHost { host: String, other: String },
+    #[error("{value:?} is not a valid origin URL: {reason}")]
+    BadOrigin { value: String, reason: &'static str },
+    #[error(
+        "{value:?} is not a valid site name (letters, digits, '-' and '_', not starting with '_')"
+    )]
+    BadName { value: String },
+    #[error("site name {value:?} is used twice")]
+    DuplicateName { value: String },
+    #[error("cannot read token file {path}")]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("token file {path} is empty")]
+    EmptyToken { path: PathBuf },
+    #[error("{value:?} is not a log level (error, warn, info, debug, trace)")]
+    BadLevel { value: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (None, None) => {}
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        write!(f, "{}", self.kind)?;
+        // The YAML error renders its own snippet; other sources add the cause chain.
+        if !matches!(self.kind, ConfigErrorKind::Yaml(_)) {
+            let mut source = std::error::Error::source(&self.kind);
+            while let Some(cause) = source {
+                write!(f, ": {cause}")?;
+                source = cause.source();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.kind)
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "{n} error{} in the config:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}

@@ -1,0 +1,81 @@
+//! The config file exactly as written: serde structs that refuse unknown keys and keep each
+//! value's line so validation errors can point at it. Nothing here is trusted; `config.rs` turns
+//! it into validated types.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) listeners: Spanned<Vec<Spanned<RawListener>>>,
+    #[serde(default)]
+    pub(crate) admin: Option<Spanned<RawAdmin>>,
+    #[serde(default)]
+    pub(crate) limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    pub(crate) logging: Option<Spanned<RawLogging>>,
+    pub(crate) sites: Spanned<Vec<Spanned<RawSite>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub(crate) address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) address: Spanned<String>,
+    #[serde(default)]
+    pub(crate) token_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    #[serde(default)]
+    pub(crate) max_connections: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) header_read_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) idle_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) max_request_body: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub(crate) max_header_size: Option<Spanned<Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogging {
+    #[serde(default)]
+    pub(crate) access_log: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(crate) level: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSite {
+    pub(crate) name: Spanned<String>,
+    pub(crate) hosts: Spanned<Vec<Spanned<String>>>,
+    pub(crate) origins: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) response_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) h2: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(crate) origin_down_for: Option<Spanned<String>>,
+}
+
+/// A size may be written as a bare number of bytes or as a string with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Scalar {
+    Int(u64),
+    Str(String),
+}

@@ -1,0 +1,29 @@
+//! Portcullis: an edge reverse proxy that terminates client connections, forwards them to
+//! customers' origin servers, and (with later features) enforces legal orders per request.
+//!
+//! What this crate does: listeners and connection handling ([`server`], `conn`), the request
+//! pipeline ([`pipeline`] — read its chart first), forwarding and origin pools ([`forward`],
+//! [`upstream`]), configuration ([`config`]), admin endpoints and metrics ([`admin`],
+//! [`metrics`]), and the CLI commands ([`cli`], with the self-contained [`demo`]).
+//!
+//! What it does not: parse legal orders or canonicalise hosts (`portcullis-policy`, pure), or
+//! load certificates (`portcullis-certs`).
+
+pub mod admin;
+pub mod authority;
+pub mod body;
+pub mod cli;
+pub mod complete;
+pub mod config;
+pub mod conn;
+pub mod demo;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod pipeline;
+pub mod route;
+pub mod server;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::{Proxy, ServeError};

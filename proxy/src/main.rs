@@ -1,0 +1,114 @@
+//! The `portcullis` binary: argument parsing, logging set-up and the runtime. Everything else
+//! lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use portcullis::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Edge reverse proxy with first-class legal orders"
+)]
+struct Cli {
+    /// Worker threads for the runtime (default: one per core; TOKIO_WORKER_THREADS also works).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve until SIGTERM/SIGINT, then stop accepting and drain in-flight requests.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// How long in-flight requests may take to finish after SIGTERM (e.g. 30s, 500ms).
+        #[arg(long, default_value = "30s", value_parser = parse_grace)]
+        grace: Duration,
+    },
+    /// Validate the config and everything it points at; print every error; exit non-zero on any.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start a built-in origin and the proxy on loopback, and print what to try.
+    Demo,
+}
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    portcullis::cli::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 30s"))
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .flatten_event(true)
+        .with_writer(std::io::stdout)
+        .init();
+}
+
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match portcullis::cli::check(&config) {
+            Ok(summary) => {
+                print!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprint!("{errors}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Run { config, grace } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprint!("{errors}");
+                    return ExitCode::from(1);
+                }
+            };
+            init_logging(&config.logging.level);
+            let result = runtime(cli.workers)
+                .and_then(|rt| Ok(rt.block_on(portcullis::cli::run(&config, grace))?));
+            report(result)
+        }
+        Command::Demo => {
+            init_logging("info");
+            let result =
+                runtime(cli.workers).and_then(|rt| Ok(rt.block_on(portcullis::demo::run())?));
+            report(result)
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Prometheus metrics. Every label value is bounded: site names from the config, status classes,
+//! error kinds. Per-site handles are resolved once at start-up ([`SiteMetrics`]) so the request
+//! path never looks a label up.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The site label for requests that matched no site (malformed or unknown host). Site names may
+/// not start with `_`, so this cannot collide with a configured site.
+pub const NO_SITE: &str = "_none";
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Why a request to an origin failed; the `kind` label of `portcullis_upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// The TCP connection could not be established (refused, unreachable, connect timeout).
+    Connect,
+    /// No response headers within `response_timeout`.
+    Timeout,
+    /// The connection broke after the request was sent (reset, closed mid-response).
+    Reset,
+    /// The origin answered with something that is not valid HTTP.
+    Protocol,
+}
+
+impl UpstreamErrorKind {
+    const ALL: [UpstreamErrorKind; 4] = [
+        UpstreamErrorKind::Connect,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Reset,
+        UpstreamErrorKind::Protocol,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+/// All metric families, registered in one registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    bytes_sent: IntCounterVec,
+    bytes_received: IntCounterVec,
+    pub connections_active: IntGauge,
+    pub connections_total: IntCounter,
+}
+
+/// Label handles of one site, resolved once.
+#[derive(Debug, Clone)]
+pub struct SiteMetrics {
+    requests: [IntCounter; 5],
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    upstream_errors: [IntCounter; 4],
+    pub bytes_sent: IntCounter,
+    pub bytes_received: IntCounter,
+}
+
+impl SiteMetrics {
+    pub fn count_status(&self, status: http::StatusCode) {
+        let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        self.requests[class].inc();
+    }
+
+    pub fn count_upstream_error(&self, kind: UpstreamErrorKind) {
+        let i = UpstreamErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        self.upstream_errors[i].inc();
+    }
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Metric names and label sets are compile-time constants; failure here is a programming
+    // error caught by every test, never a runtime condition.
+    r.unwrap_or_else(|e| panic!("metric definition is invalid: {e}"))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0, 60.0,
+        ];
+        let requests = must(IntCounterVec::new(
+            Opts::new(
+                "portcullis_requests_total",
+                "Requests answered, by site and status class.",
+            ),
+            &["site", "status_class"],
+        ));
+        let request_duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_request_duration_seconds",
+                "Time from request head received to response body finished.",
+            )
+            .buckets(buckets.clone()),
+            &["site"],
+        ));
+        let upstream_duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_upstream_duration_seconds",
+                "Time from sending a request to an origin to its response headers.",
+            )
+            .buckets(buckets),
+            &["site"],
+        ));
+        let upstream_errors = must(IntCounterVec::new(
+            Opts::new(
+                "portcullis_upstream_errors_total",
+                "Failed exchanges with origins, by site and kind (connect, timeout, reset, protocol).",
+            ),
+            &["site", "kind"],
+        ));
+        let bytes_sent = must(IntCounterVec::new(
+            Opts::new(
+                "portcullis_bytes_sent_total",
+                "Response body bytes sent to clients.",
+            ),
+            &["site"],
+        ));
+        let bytes_received = must(IntCounterVec::new(
+            Opts::new(
+                "portcullis_bytes_received_total",
+                "Request body bytes received from clients.",
+            ),
+            &["site"],
+        ));
+        let connections_active = must(IntGauge::new(
+            "portcullis_connections_active",
+            "Client connections open now.",
+        ));
+        let connections_total = must(IntCounter::new(
+            "portcullis_connections_total",
+            "Client connections accepted.",
+        ));
+        let build_info = must(IntGaugeVec::new(
+            Opts::new("portcullis_build_info", "Build information; always 1."),
+            &["version"],
+        ));
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(bytes_sent.clone()),
+            Box::new(bytes_received.clone()),
+            Box::new(connections_active.clone()),
+            Box::new(connections_total.clone()),
+            Box::new(build_info),
+        ] {
+            must(registry.register(c));
+        }
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            upstream_errors,
+            bytes_sent,
+            bytes_received,
+            connections_active,
+            connections_total,
+        }
+    }
+
+    /// Resolves (and thereby exports at zero) every series of one site.
+    pub fn site(&self, site: &str) -> SiteMetrics {
+        SiteMetrics {
+            requests: STATUS_CLASSES.map(|c| self.requests.with_label_values(&[site, c])),
+            request_duration: self.request_duration.with_label_values(&[site]),
+            upstream_duration: self.upstream_duration.with_label_values(&[site]),
+            upstream_errors: UpstreamErrorKind::ALL
+                .map(|k| self.upstream_errors.with_label_values(&[site, k.as_str()])),
+            bytes_sent: self.bytes_sent.with_label_values(&[site]),
+            bytes_received: self.bytes_received.with_label_values(&[site]),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

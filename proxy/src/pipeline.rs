@@ -1,0 +1,227 @@
+//! The request pipeline: the one place where the order of a request's steps is decided.
+//!
+//! ```text
+//!  client request (HTTP/1.1 or h2c; head complete)
+//!    │
+//!    ├─ request id, in-flight count                       (conn.rs: idle / header timeouts)
+//!    ├─ method check: CONNECT refused ─────────────────────────────────────────▶ 405
+//!    ├─ canonical host (authority.rs): :authority │ absolute URI │ Host ──────▶ 400 if malformed
+//!    ├─ site lookup (route.rs) ────────────────────────────────────────────────▶ 421 if unknown
+//!    ├─ framing checks: CL+TE ─▶ 400; Content-Length over max_request_body ───▶ 413
+//!    ├─ [policy decision — legal orders, before any cache]          (policy issue)
+//!    ├─ [cache lookup]                                               (cache issue)
+//!    ├─ rewrite (forward.rs): hop-by-hop out, X-Forwarded-*, Via, X-Request-Id
+//!    ├─ forward (forward.rs, upstream.rs): pick origin (round robin, passive health),
+//!    │    pooled connection, retry once on connect failure ─▶ 502 / 504 on failure
+//!    ▼
+//!  response streams back; its body carries the Completion (complete.rs), which records
+//!  metrics and the access log line when the last byte is sent or the exchange is cut.
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderValue, Method, Request, Response, Version, header};
+use hyper::body::Incoming;
+
+use crate::authority::request_host;
+use crate::body::{RequestBody, ResponseBody};
+use crate::complete::{AccessLog, Completion};
+use crate::config::Limits;
+use crate::conn::ConnState;
+use crate::error::ProxyError;
+use crate::forward::{ForwardInfo, forward, prepare_request, wants_upgrade};
+use crate::metrics::{Metrics, NO_SITE, SiteMetrics};
+use crate::route::{Site, SiteTable};
+
+/// State shared by every connection of one proxy instance.
+#[derive(Debug)]
+pub struct Shared {
+    pub sites: SiteTable,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    pub access_log: bool,
+    no_site: Arc<SiteMetrics>,
+    no_site_name: Arc<str>,
+    ids: RequestIds,
+}
+
+impl Shared {
+    pub fn new(sites: SiteTable, metrics: Metrics, limits: Limits, access_log: bool) -> Shared {
+        Shared {
+            no_site: Arc::new(metrics.site(NO_SITE)),
+            no_site_name: Arc::from(NO_SITE),
+            sites,
+            metrics,
+            limits,
+            access_log,
+            ids: RequestIds::new(),
+        }
+    }
+}
+
+/// Request ids: a per-process random prefix and a counter, as 16 hex digits.
+#[derive(Debug)]
+struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        // splitmix64 of time and pid: distinct across restarts and across a fleet.
+        let mut z = t ^ (u64::from(std::process::id()) << 32);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        RequestIds {
+            prefix: (z ^ (z >> 31)) as u32,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> HeaderValue {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let v = (u64::from(self.prefix) << 32) | (n & 0xffff_ffff);
+        let mut buf = [0u8; 16];
+        for (i, b) in buf.iter_mut().enumerate() {
+            let nibble = (v >> (60 - 4 * i)) & 0xf;
+            *b = b"0123456789abcdef"[nibble as usize];
+        }
+        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+}
+
+/// One client connection's view, shared by its requests.
+#[derive(Debug)]
+pub struct ConnCtx {
+    pub peer: SocketAddr,
+    pub state: Arc<ConnState>,
+}
+
+/// Handles one request. Never fails: every error becomes a response here.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+    let start = Instant::now();
+    conn.state.request_started();
+    let request_id = shared.ids.next();
+    let mut log = shared.access_log.then(|| {
+        Box::new(AccessLog {
+            request_id: request_id.clone(),
+            client: conn.peer,
+            method: req.method().clone(),
+            host: String::new(),
+            path: req.uri().path().to_owned(),
+            status: 0,
+            upstream: None,
+            site: shared.no_site_name.clone(),
+        })
+    });
+    let mut site_metrics = shared.no_site.clone();
+    let result = route_and_forward(
+        &shared,
+        &conn,
+        req,
+        &request_id,
+        &mut log,
+        &mut site_metrics,
+    )
+    .await;
+    let mut resp = match result {
+        Ok((resp, upstream)) => {
+            if let Some(l) = log.as_mut() {
+                l.upstream = Some(upstream);
+            }
+            resp
+        }
+        Err(e) => {
+            match e.source_side() {
+                crate::error::ErrorSource::Downstream => {
+                    tracing::debug!(request_id = ?request_id, error = %e, "request refused")
+                }
+                _ => tracing::warn!(request_id = ?request_id, error = %e, "request failed"),
+            }
+            e.to_response(&request_id)
+        }
+    };
+    site_metrics.count_status(resp.status());
+    if let Some(l) = log.as_mut() {
+        l.status = resp.status().as_u16();
+    }
+    let completion = Completion::new(site_metrics, conn.state.clone(), start, log);
+    resp.body_mut().set_completion(completion);
+    Ok(resp)
+}
+
+async fn route_and_forward(
+    shared: &Shared,
+    conn: &ConnCtx,
+    mut req: Request<Incoming>,
+    request_id: &HeaderValue,
+    log: &mut Option<Box<AccessLog>>,
+    site_metrics: &mut Arc<SiteMetrics>,
+) -> Result<(Response<ResponseBody>, http::uri::Authority), ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    let (site, raw_host): (Arc<Site>, String) = {
+        let host = request_host(&req)?;
+        if let Some(l) = log.as_mut() {
+            l.host = host.canonical.clone().into_owned();
+        }
+        let site = shared
+            .sites
+            .lookup(&host.canonical)
+            .ok_or(ProxyError::UnknownHost)?;
+        (site.clone(), host.raw.to_owned())
+    };
+    *site_metrics = site.metrics.clone();
+    if let Some(l) = log.as_mut() {
+        l.site = site.name.clone();
+    }
+    check_framing(&req, shared.limits.max_request_body)?;
+    let upgrade = wants_upgrade(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let info = ForwardInfo {
+        client_ip: conn.peer.ip(),
+        host: &raw_host,
+        request_id,
+    };
+    prepare_request(&mut req, &info, upgrade, site.h2)?;
+    let counter = site.metrics.bytes_received.clone();
+    let limit = shared.limits.max_request_body;
+    let req = req.map(|b| RequestBody::new(b, limit, counter));
+    forward(&site, req, client_upgrade).await
+}
+
+/// Refuses request framing that a downstream parser could read differently (smuggling), and
+/// bodies announced larger than the limit before a byte of them is read.
+fn check_framing<B>(req: &Request<B>, limit: Option<u64>) -> Result<(), ProxyError> {
+    let h = req.headers();
+    let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
+    let first = lengths.next();
+    if first.is_none() {
+        return Ok(());
+    }
+    if req.version() <= Version::HTTP_11 && h.contains_key(header::TRANSFER_ENCODING) {
+        return Err(ProxyError::AmbiguousLength);
+    }
+    if lengths.any(|v| Some(v) != first) {
+        return Err(ProxyError::AmbiguousLength);
+    }
+    let len: u64 = first
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or(ProxyError::AmbiguousLength)?;
+    match limit {
+        Some(max) if len > max => Err(ProxyError::BodyTooLarge),
+        _ => Ok(()),
+    }
+}

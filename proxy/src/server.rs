@@ -1,0 +1,255 @@
+//! Listeners and connections: the accept loop with its connection cap, the hyper server builder
+//! (HTTP/1.1 and h2c on one port), per-connection timeouts and the graceful drain.
+//!
+//! [`Proxy::bind`] binds every socket first (so tests can bind port 0 and read the address back),
+//! and [`Proxy::run`] serves until its shutdown future resolves, then stops accepting and gives
+//! in-flight requests up to `grace` to finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::admin;
+use crate::config::Config;
+use crate::conn::{ConnState, IdleIo, watchdog};
+use crate::metrics::Metrics;
+use crate::pipeline::{ConnCtx, Shared, handle};
+use crate::route::SiteTable;
+
+/// Errors that stop the proxy from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot bind {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet serving, proxy instance.
+#[derive(Debug)]
+pub struct Proxy {
+    listeners: Vec<TcpListener>,
+    admin: Option<TcpListener>,
+    shared: Arc<Shared>,
+    admin_state: Arc<admin::AdminState>,
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Bind { address, source })
+}
+
+impl Proxy {
+    /// Binds the listeners and the admin address of a validated config.
+    pub async fn bind(config: &Config) -> Result<Proxy, ServeError> {
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            listeners.push(bind(l.address).await?);
+        }
+        let admin = match &config.admin {
+            Some(a) => Some(bind(a.address).await?),
+            None => None,
+        };
+        let metrics = Metrics::new();
+        let sites = SiteTable::new(&config.sites, &metrics);
+        let shared = Arc::new(Shared::new(
+            sites,
+            metrics,
+            config.limits.clone(),
+            config.logging.access_log,
+        ));
+        let admin_state = Arc::new(admin::AdminState {
+            metrics: shared.metrics.clone(),
+            token: config.admin.as_ref().and_then(|a| a.token.clone()),
+            draining: AtomicBool::new(false),
+        });
+        Ok(Proxy {
+            listeners,
+            admin,
+            shared,
+            admin_state,
+        })
+    }
+
+    /// The bound addresses of the proxy listeners, in config order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The bound admin address, if the config has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Serves until `shutdown` resolves, then drains for at most `grace`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) {
+        let Proxy {
+            listeners,
+            admin,
+            shared,
+            admin_state,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
+        let builder = Arc::new(server_builder(&shared));
+        let mut accept_tasks = Vec::new();
+        for listener in listeners {
+            accept_tasks.push(tokio::spawn(accept_loop(
+                listener,
+                shared.clone(),
+                builder.clone(),
+                permits.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        if let Some(listener) = admin {
+            tokio::spawn(admin::serve(listener, admin_state.clone(), stop_rx.clone()));
+        }
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; draining in-flight requests");
+        admin_state.draining.store(true, Ordering::Relaxed);
+        let _ = stop_tx.send(true);
+        for t in accept_tasks {
+            let _ = t.await;
+        }
+        // Every open connection holds a permit: all permits back means all connections done.
+        let max = u32::try_from(shared.limits.max_connections).unwrap_or(u32::MAX);
+        let open = shared.metrics.connections_active.get();
+        match tokio::time::timeout(grace, permits.acquire_many(max)).await {
+            Ok(_) => tracing::info!(connections = open, "drained"),
+            Err(_) => tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                "grace period over; cutting the remaining connections"
+            ),
+        }
+    }
+}
+
+type Builder = auto::Builder<TokioExecutor>;
+
+fn server_builder(shared: &Shared) -> Builder {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        // Our own watchdog enforces header_read_timeout and idle_timeout (see conn.rs): hyper's
+        // would also cut idle keep-alive connections at the header timeout.
+        .header_read_timeout(None)
+        // Past this many bytes of request head hyper answers 431.
+        .max_buf_size(shared.limits.max_header_size.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(shared.limits.max_header_size).unwrap_or(u32::MAX));
+    b
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    builder: Arc<Builder>,
+    permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        // Take a connection slot before accepting: at the cap, new clients wait in the kernel
+        // backlog instead of being accepted and starved.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let shared = shared.clone();
+        let builder = builder.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, shared, &builder, stop).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    builder: &Builder,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    shared.metrics.connections_total.inc();
+    shared.metrics.connections_active.inc();
+    let state = ConnState::new();
+    let ctx = Arc::new(ConnCtx {
+        peer,
+        state: state.clone(),
+    });
+    let io = TokioIo::new(IdleIo::new(stream, state.clone()));
+    let svc_shared = shared.clone();
+    let service = service_fn(move |req| handle(svc_shared.clone(), ctx.clone(), req));
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let limits = &shared.limits;
+    let mut idle = std::pin::pin!(watchdog(
+        state,
+        limits.idle_timeout,
+        limits.header_read_timeout
+    ));
+    let mut draining = *stop.borrow();
+    if draining {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                }
+                break;
+            }
+            () = idle.as_mut() => {
+                tracing::debug!(%peer, "closing idle or slow connection");
+                break;
+            }
+            r = stop.changed(), if !draining => {
+                // Finish the request in flight (HTTP/1.1) or the open streams (GOAWAY for h2),
+                // then close. A closed channel means the proxy is gone: drain as well.
+                let _ = r;
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    shared.metrics.connections_active.dec();
+}
