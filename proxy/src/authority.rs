@@ -13,6 +13,19 @@ use crate::error::ProxyError;
 pub struct RequestHost<'a> {
     pub canonical: Cow<'a, str>,
     pub raw: &'a str,
+    /// The `Host` header when the host came from it (a cheap, non-allocating clone).
+    header: Option<&'a HeaderValue>,
+}
+
+impl RequestHost<'_> {
+    /// The authority as sent, as a header value.
+    pub fn raw_value(&self) -> Result<HeaderValue, ProxyError> {
+        match self.header {
+            Some(v) => Ok(v.clone()),
+            None => HeaderValue::from_str(self.raw)
+                .map_err(|_| ProxyError::BadHost(portcullis_policy::HostError::BadCharacter)),
+        }
+    }
 }
 
 pub fn request_host<B>(req: &Request<B>) -> Result<RequestHost<'_>, ProxyError> {
@@ -21,6 +34,7 @@ pub fn request_host<B>(req: &Request<B>) -> Result<RequestHost<'_>, ProxyError> 
     if hosts.next().is_some() {
         return Err(ProxyError::DuplicateHost);
     }
+    let host_header = host;
     let host = host.map(header_str).transpose()?;
     let canon = |s| portcullis_policy::canonical_host(s).map_err(ProxyError::BadHost);
     match (req.uri().authority(), host) {
@@ -32,11 +46,16 @@ pub fn request_host<B>(req: &Request<B>) -> Result<RequestHost<'_>, ProxyError> 
                     return Err(ProxyError::HostMismatch);
                 }
             }
-            Ok(RequestHost { canonical, raw })
+            Ok(RequestHost {
+                canonical,
+                raw,
+                header: None,
+            })
         }
         (None, Some(raw)) => Ok(RequestHost {
             canonical: canon(raw)?,
             raw,
+            header: host_header,
         }),
         (None, None) => Err(ProxyError::MissingHost),
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use http::HeaderValue;
 
-use crate::conn::ConnState;
+use crate::conn::InFlight;
 use crate::metrics::SiteMetrics;
 
 /// Fields of the access log line that are known before the response; boxed and only built when
@@ -28,7 +28,7 @@ pub struct AccessLog {
 #[derive(Debug)]
 pub struct Completion {
     metrics: Arc<SiteMetrics>,
-    conn: Arc<ConnState>,
+    _in_flight: InFlight,
     start: Instant,
     bytes: u64,
     complete: bool,
@@ -38,13 +38,13 @@ pub struct Completion {
 impl Completion {
     pub fn new(
         metrics: Arc<SiteMetrics>,
-        conn: Arc<ConnState>,
+        in_flight: InFlight,
         start: Instant,
         log: Option<Box<AccessLog>>,
     ) -> Self {
         Completion {
             metrics,
-            conn,
+            _in_flight: in_flight,
             start,
             bytes: 0,
             complete: false,
@@ -67,7 +67,6 @@ impl Drop for Completion {
         let elapsed = self.start.elapsed();
         self.metrics.bytes_sent.inc_by(self.bytes);
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
-        self.conn.request_done();
         if let Some(log) = self.log.take() {
             tracing::info!(
                 target: "portcullis::access",

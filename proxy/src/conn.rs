@@ -50,16 +50,12 @@ impl ConnState {
         })
     }
 
-    /// The handler received a complete request head.
-    pub fn request_started(&self) {
+    /// The handler received a complete request head. The request counts as in flight until the
+    /// returned guard is dropped (response finished, or the exchange abandoned).
+    pub fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started_ms.store(0, Ordering::Relaxed);
-    }
-
-    /// The response to a request has been sent (or abandoned).
-    pub fn request_done(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.last_io_ms.store(now_ms(), Ordering::Relaxed);
+        InFlight(self.clone())
     }
 
     fn on_read(&self, bytes: &[u8]) {
@@ -89,6 +85,17 @@ impl ConnState {
             deadline = deadline.min(head + header.as_millis() as u64);
         }
         (deadline > now).then_some(deadline - now)
+    }
+}
+
+/// One request in flight on a connection; see [`ConnState::request_started`].
+#[derive(Debug)]
+pub struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.last_io_ms.store(now_ms(), Ordering::Relaxed);
     }
 }
 

@@ -95,7 +95,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 pub struct ForwardInfo<'a> {
     pub client_ip: IpAddr,
     /// The authority as the client sent it.
-    pub host: &'a str,
+    pub host: &'a HeaderValue,
     pub request_id: &'a HeaderValue,
 }
 
@@ -127,8 +127,7 @@ pub fn prepare_request<B>(
     };
     headers.insert(X_FORWARDED_FOR, header_value(&xff)?);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    let host_value = header_value(info.host)?;
-    headers.insert(X_FORWARDED_HOST, host_value.clone());
+    headers.insert(X_FORWARDED_HOST, info.host.clone());
     headers.insert(X_REQUEST_ID, info.request_id.clone());
     let via = match version {
         Version::HTTP_2 => "2 portcullis",
@@ -154,14 +153,14 @@ pub fn prepare_request<B>(
         req.headers_mut().remove(header::HOST);
         *req.uri_mut() = Uri::builder()
             .scheme("http")
-            .authority(info.host)
+            .authority(info.host.as_bytes())
             .path_and_query(path)
             .build()
             .map_err(ProxyError::Internal)?;
         *req.version_mut() = Version::HTTP_2;
     } else {
         // The origin keeps seeing the client's Host (an HTTP/2 client sent none).
-        req.headers_mut().insert(header::HOST, host_value);
+        req.headers_mut().insert(header::HOST, info.host.clone());
         *req.uri_mut() = Uri::from(path);
         *req.version_mut() = Version::HTTP_11;
     }
@@ -353,9 +352,10 @@ mod tests {
             .header("via", "1.1 cdn")
             .body(())
             .unwrap();
+        let host = HeaderValue::from_static("a.example:8080");
         let info = ForwardInfo {
             client_ip: "192.0.2.7".parse().unwrap(),
-            host: "a.example:8080",
+            host: &host,
             request_id: &id,
         };
         prepare_request(&mut req, &info, false, false).unwrap();

@@ -110,7 +110,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
     let start = Instant::now();
-    conn.state.request_started();
+    let in_flight = conn.state.request_started();
     let request_id = shared.ids.next();
     let mut log = shared.access_log.then(|| {
         Box::new(AccessLog {
@@ -155,7 +155,7 @@ pub async fn handle(
     if let Some(l) = log.as_mut() {
         l.status = resp.status().as_u16();
     }
-    let completion = Completion::new(site_metrics, conn.state.clone(), start, log);
+    let completion = Completion::new(site_metrics, in_flight, start, log);
     resp.body_mut().set_completion(completion);
     Ok(resp)
 }
@@ -171,7 +171,7 @@ async fn route_and_forward(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
-    let (site, raw_host): (Arc<Site>, String) = {
+    let (site, raw_host): (Arc<Site>, HeaderValue) = {
         let host = request_host(&req)?;
         if let Some(l) = log.as_mut() {
             l.host = host.canonical.clone().into_owned();
@@ -180,7 +180,7 @@ async fn route_and_forward(
             .sites
             .lookup(&host.canonical)
             .ok_or(ProxyError::UnknownHost)?;
-        (site.clone(), host.raw.to_owned())
+        (site.clone(), host.raw_value()?)
     };
     *site_metrics = site.metrics.clone();
     if let Some(l) = log.as_mut() {
