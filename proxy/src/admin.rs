@@ -27,6 +27,8 @@ pub struct AdminState {
 }
 
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
+    // Keep answering through the drain: load balancers must see /readyz turn 503.
+    let mut stopping = false;
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -36,10 +38,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
                     continue;
                 }
             },
-            _ = stop.changed() => {
-                // Keep answering (readyz says draining) until the process exits.
-                std::future::pending::<()>().await;
-                return;
+            r = stop.changed(), if !stopping => {
+                let _ = r;
+                stopping = true;
+                continue;
             }
         };
         let state = state.clone();

@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::complete::Completion;
+use crate::metrics::UpstreamErrorKind;
 use crate::upstream::PooledBody;
 
 /// The client sent more than `limits.max_request_body`.
@@ -173,8 +174,13 @@ impl Body for ResponseBody {
                         c.add_bytes(data.len() as u64);
                     }
                 }
-                // Dropping the completion records the exchange; an error leaves it incomplete.
-                Some(Err(_)) => drop(this.completion.take()),
+                // Only an origin's body can fail: the origin broke the connection mid-body.
+                // Dropping the completion records the exchange as incomplete.
+                Some(Err(_)) => {
+                    if let Some(c) = this.completion.take() {
+                        c.metrics().count_upstream_error(UpstreamErrorKind::Reset);
+                    }
+                }
                 None => {
                     if let Some(mut c) = this.completion.take() {
                         c.mark_complete();

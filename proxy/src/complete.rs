@@ -52,6 +52,10 @@ impl Completion {
         }
     }
 
+    pub fn metrics(&self) -> &SiteMetrics {
+        &self.metrics
+    }
+
     pub fn add_bytes(&mut self, n: u64) {
         self.bytes += n;
     }

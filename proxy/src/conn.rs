@@ -1,11 +1,17 @@
 //! Per-connection state and the timeouts hyper does not provide in the shape we need.
 //!
 //! hyper's own HTTP/1 `header_read_timeout` starts as soon as a keep-alive connection waits for
-//! its next request, which would make `idle_timeout` meaningless. So the proxy tracks it itself:
-//! [`IdleIo`] stamps every read and write, the request pipeline counts requests in flight, and
-//! [`watchdog`] closes a connection that has been silent for `idle_timeout`, or that started a
-//! request head and has not finished it within `header_read_timeout` (slowloris).
+//! its next request, which would cap keep-alive idle time at the header timeout. So the proxy
+//! keeps the two apart:
+//! - `header_read_timeout` (HTTP/1 only): [`IdleIo`] notes when the first byte of a request head
+//!   arrives (or the connection opens) and, whenever a read would block while that head is still
+//!   incomplete, arms a timer for the rest of it; when the timer fires the read fails and hyper
+//!   closes the connection. A head that arrives whole in one read never arms a timer.
+//! - `idle_timeout`: [`watchdog`] closes a connection with no read or write for that long,
+//!   except while a request waits for its origin's response headers (`response_timeout` covers
+//!   that wait).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -14,14 +20,20 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// Milliseconds since the process epoch, plus one so that 0 can mean "not set".
 fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64
+    epoch().elapsed().as_millis() as u64 + 1
+}
+
+fn instant_at(ms: u64) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(epoch() + Duration::from_millis(ms.saturating_sub(1)))
 }
 
 /// Shared between a connection's IO, its request handler and its watchdog.
@@ -29,9 +41,12 @@ fn now_ms() -> u64 {
 pub struct ConnState {
     /// Requests whose response has not finished.
     in_flight: AtomicU32,
+    /// Requests waiting for their origin's response headers.
+    awaiting_origin: AtomicU32,
     /// Last read or write, in ms since the process epoch.
     last_io_ms: AtomicU64,
-    /// When the first byte of a not-yet-complete request head arrived; 0 = none pending.
+    /// When the current, not yet complete, request head started (first byte, or connection
+    /// open); 0 = none pending.
     head_started_ms: AtomicU64,
     /// The client spoke the HTTP/2 preface; head timing does not apply to multiplexed streams.
     h2: AtomicBool,
@@ -41,10 +56,13 @@ pub struct ConnState {
 
 impl ConnState {
     pub fn new() -> Arc<ConnState> {
+        let now = now_ms();
         Arc::new(ConnState {
             in_flight: AtomicU32::new(0),
-            last_io_ms: AtomicU64::new(now_ms()),
-            head_started_ms: AtomicU64::new(0),
+            awaiting_origin: AtomicU32::new(0),
+            last_io_ms: AtomicU64::new(now),
+            // A new connection must deliver its first request head in time too.
+            head_started_ms: AtomicU64::new(now),
             h2: AtomicBool::new(false),
             sniffed: AtomicBool::new(false),
         })
@@ -58,15 +76,26 @@ impl ConnState {
         InFlight(self.clone())
     }
 
+    /// The request is waiting for its origin's response headers until the guard drops; the
+    /// idle timeout does not apply meanwhile.
+    pub fn awaiting_origin(&self) -> AwaitingOrigin<'_> {
+        self.awaiting_origin.fetch_add(1, Ordering::Relaxed);
+        AwaitingOrigin(self)
+    }
+
     fn on_read(&self, bytes: &[u8]) {
         let now = now_ms();
         self.last_io_ms.store(now, Ordering::Relaxed);
-        if !self.sniffed.swap(true, Ordering::Relaxed) && bytes.starts_with(b"PRI * HTTP/2.0") {
-            self.h2.store(true, Ordering::Relaxed);
+        if !self.sniffed.swap(true, Ordering::Relaxed) {
+            if bytes.starts_with(b"PRI * HTTP/2.0") {
+                self.h2.store(true, Ordering::Relaxed);
+                self.head_started_ms.store(0, Ordering::Relaxed);
+            }
+            return;
         }
         if self.in_flight.load(Ordering::Relaxed) == 0
-            && !self.h2.load(Ordering::Relaxed)
             && self.head_started_ms.load(Ordering::Relaxed) == 0
+            && !self.h2.load(Ordering::Relaxed)
         {
             self.head_started_ms.store(now, Ordering::Relaxed);
         }
@@ -76,15 +105,23 @@ impl ConnState {
         self.last_io_ms.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// When the connection should be closed if nothing changes, or `None` if it is overdue now.
-    fn deadline(&self, idle: Duration, header: Duration) -> Option<u64> {
-        let now = now_ms();
-        let mut deadline = self.last_io_ms.load(Ordering::Relaxed) + idle.as_millis() as u64;
+    /// The deadline of a request head still being received, if any.
+    fn head_deadline(&self, header: Duration) -> Option<u64> {
         let head = self.head_started_ms.load(Ordering::Relaxed);
-        if head != 0 && self.in_flight.load(Ordering::Relaxed) == 0 {
-            deadline = deadline.min(head + header.as_millis() as u64);
-        }
-        (deadline > now).then_some(deadline - now)
+        (head != 0 && self.in_flight.load(Ordering::Relaxed) == 0)
+            .then(|| head + header.as_millis() as u64)
+    }
+
+    /// When the connection counts as idle if nothing happens, or `None` if it is idle now.
+    fn idle_deadline(&self, idle: Duration) -> Option<u64> {
+        let now = now_ms();
+        let idle = idle.as_millis() as u64;
+        let deadline = if self.awaiting_origin.load(Ordering::Relaxed) > 0 {
+            now + idle
+        } else {
+            self.last_io_ms.load(Ordering::Relaxed) + idle
+        };
+        (deadline > now).then_some(deadline)
     }
 }
 
@@ -99,26 +136,47 @@ impl Drop for InFlight {
     }
 }
 
-/// Resolves when the connection has been idle too long or a request head is overdue.
-pub async fn watchdog(state: Arc<ConnState>, idle: Duration, header: Duration) {
-    while let Some(wait) = state.deadline(idle, header) {
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+/// See [`ConnState::awaiting_origin`].
+#[derive(Debug)]
+pub struct AwaitingOrigin<'a>(&'a ConnState);
+
+impl Drop for AwaitingOrigin<'_> {
+    fn drop(&mut self) {
+        self.0.awaiting_origin.fetch_sub(1, Ordering::Relaxed);
+        self.0.last_io_ms.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// Resolves when the connection has had no I/O for `idle`. The deadline only moves later, so
+/// sleeping until it and looking again is exact without any wake-up from the I/O path.
+pub async fn watchdog(state: Arc<ConnState>, idle: Duration) {
+    while let Some(at) = state.idle_deadline(idle) {
+        tokio::time::sleep_until(instant_at(at)).await;
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A client stream that reports activity to its [`ConnState`].
+    /// A client stream that reports activity to its [`ConnState`] and enforces the request
+    /// head deadline.
     #[derive(Debug)]
     pub struct IdleIo<T> {
         #[pin]
         inner: T,
         state: Arc<ConnState>,
+        header_timeout: Duration,
+        // Allocated the first time a head arrives in pieces; most connections never need it.
+        head_timer: Option<Pin<Box<Sleep>>>,
     }
 }
 
 impl<T> IdleIo<T> {
-    pub fn new(inner: T, state: Arc<ConnState>) -> Self {
-        IdleIo { inner, state }
+    pub fn new(inner: T, state: Arc<ConnState>, header_timeout: Duration) -> Self {
+        IdleIo {
+            inner,
+            state,
+            header_timeout,
+            head_timer: None,
+        }
     }
 }
 
@@ -131,11 +189,31 @@ impl<T: AsyncRead> AsyncRead for IdleIo<T> {
         let this = self.project();
         let before = buf.filled().len();
         let res = this.inner.poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = res {
-            let new = &buf.filled()[before..];
-            if !new.is_empty() {
-                this.state.on_read(new);
+        match res {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                if !new.is_empty() {
+                    this.state.on_read(new);
+                }
             }
+            Poll::Pending => {
+                if let Some(at) = this.state.head_deadline(*this.header_timeout) {
+                    let at = instant_at(at);
+                    let timer = this
+                        .head_timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    if timer.deadline() != at {
+                        timer.as_mut().reset(at);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head not complete within header_read_timeout",
+                        )));
+                    }
+                }
+            }
+            Poll::Ready(Err(_)) => {}
         }
         res
     }

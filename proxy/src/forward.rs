@@ -117,11 +117,7 @@ pub fn prepare_request<B>(
     }
     let ip = info.client_ip.to_string();
     let xff = if headers.contains_key(X_FORWARDED_FOR) {
-        let mut prior: Vec<&str> = Vec::new();
-        for v in headers.get_all(X_FORWARDED_FOR) {
-            prior.push(v.to_str().unwrap_or_default());
-        }
-        format!("{}, {ip}", prior.join(", "))
+        format!("{}, {ip}", joined(headers, &X_FORWARDED_FOR))
     } else {
         ip
     };
@@ -134,14 +130,11 @@ pub fn prepare_request<B>(
         Version::HTTP_10 => "1.0 portcullis",
         _ => "1.1 portcullis",
     };
-    match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prior) => {
-            let v = header_value(&format!("{prior}, {via}"))?;
-            headers.insert(header::VIA, v);
-        }
-        None => {
-            headers.insert(header::VIA, HeaderValue::from_static(via));
-        }
+    if headers.contains_key(header::VIA) {
+        let v = format!("{}, {via}", joined(headers, &header::VIA));
+        headers.insert(header::VIA, header_value(&v)?);
+    } else {
+        headers.insert(header::VIA, HeaderValue::from_static(via));
     }
     let path = req
         .uri()
@@ -165,6 +158,16 @@ pub fn prepare_request<B>(
         *req.version_mut() = Version::HTTP_11;
     }
     Ok(())
+}
+
+/// Every line of a list-valued header, joined with ", " (RFC 9110 §5.3).
+fn joined(headers: &HeaderMap, name: &HeaderName) -> String {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    values.join(", ")
 }
 
 fn header_value(s: &str) -> Result<HeaderValue, ProxyError> {

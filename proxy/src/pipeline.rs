@@ -7,7 +7,7 @@
 //!    ├─ method check: CONNECT refused ─────────────────────────────────────────▶ 405
 //!    ├─ canonical host (authority.rs): :authority │ absolute URI │ Host ──────▶ 400 if malformed
 //!    ├─ site lookup (route.rs) ────────────────────────────────────────────────▶ 421 if unknown
-//!    ├─ framing checks: CL+TE ─▶ 400; Content-Length over max_request_body ───▶ 413
+//!    ├─ framing: conflicting Content-Length ─▶ 400; over max_request_body ───────▶ 413
 //!    ├─ [policy decision — legal orders, before any cache]          (policy issue)
 //!    ├─ [cache lookup]                                               (cache issue)
 //!    ├─ rewrite (forward.rs): hop-by-hop out, X-Forwarded-*, Via, X-Request-Id
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Method, Request, Response, Version, header};
+use http::{HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
 use crate::authority::request_host;
@@ -194,24 +194,27 @@ async fn route_and_forward(
         host: &raw_host,
         request_id,
     };
-    prepare_request(&mut req, &info, upgrade, site.h2)?;
+    // Upgrades go over HTTP/1.1 whatever the site speaks (see forward.rs).
+    prepare_request(&mut req, &info, upgrade, site.h2 && !upgrade)?;
     let counter = site.metrics.bytes_received.clone();
     let limit = shared.limits.max_request_body;
     let req = req.map(|b| RequestBody::new(b, limit, counter));
+    let _awaiting = conn.state.awaiting_origin();
     forward(&site, req, client_upgrade).await
 }
 
-/// Refuses request framing that a downstream parser could read differently (smuggling), and
-/// bodies announced larger than the limit before a byte of them is read.
+/// Refuses conflicting lengths, and bodies announced larger than the limit before a byte of them
+/// is read.
+///
+/// Content-Length together with Transfer-Encoding never gets here: hyper's HTTP/1 parser drops
+/// the Content-Length, reads the body as chunked and closes the connection after the response
+/// (RFC 9112 §6.1), and the origin receives the body re-framed by us, so the two cannot disagree
+/// about where the request ends.
 fn check_framing<B>(req: &Request<B>, limit: Option<u64>) -> Result<(), ProxyError> {
-    let h = req.headers();
-    let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
+    let mut lengths = req.headers().get_all(header::CONTENT_LENGTH).iter();
     let first = lengths.next();
     if first.is_none() {
         return Ok(());
-    }
-    if req.version() <= Version::HTTP_11 && h.contains_key(header::TRANSFER_ENCODING) {
-        return Err(ProxyError::AmbiguousLength);
     }
     if lengths.any(|v| Some(v) != first) {
         return Err(ProxyError::AmbiguousLength);

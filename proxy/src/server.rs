@@ -209,23 +209,23 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     shared.metrics.connections_total.inc();
-    shared.metrics.connections_active.inc();
+    let _active = ActiveConnection::new(&shared.metrics.connections_active);
     let state = ConnState::new();
     let ctx = Arc::new(ConnCtx {
         peer,
         state: state.clone(),
     });
-    let io = TokioIo::new(IdleIo::new(stream, state.clone()));
+    let io = TokioIo::new(IdleIo::new(
+        stream,
+        state.clone(),
+        shared.limits.header_read_timeout,
+    ));
     let svc_shared = shared.clone();
     let service = service_fn(move |req| handle(svc_shared.clone(), ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);
     let mut conn = std::pin::pin!(conn);
     let limits = &shared.limits;
-    let mut idle = std::pin::pin!(watchdog(
-        state,
-        limits.idle_timeout,
-        limits.header_read_timeout
-    ));
+    let mut idle = std::pin::pin!(watchdog(state, limits.idle_timeout));
     let mut draining = *stop.borrow();
     if draining {
         conn.as_mut().graceful_shutdown();
@@ -251,5 +251,20 @@ async fn serve_connection(
             }
         }
     }
-    shared.metrics.connections_active.dec();
+}
+
+/// Keeps `portcullis_connections_active` right however a connection task ends.
+struct ActiveConnection<'a>(&'a prometheus::IntGauge);
+
+impl<'a> ActiveConnection<'a> {
+    fn new(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        ActiveConnection(gauge)
+    }
+}
+
+impl Drop for ActiveConnection<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

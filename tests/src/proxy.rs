@@ -1,0 +1,257 @@
+//! The proxy under test: a [`TestProxy`] builder renders a config YAML (every address
+//! `127.0.0.1:0`) into a temp dir, then either starts the proxy in this process
+//! ([`TestProxy::start`]) or runs the real binary ([`TestProxy::spawn_binary`]).
+//!
+//! ```no_run
+//! # async fn f(origin: portcullis_tests::OriginHandle) -> anyhow::Result<()> {
+//! use portcullis_tests::{Site, TestProxy};
+//! let proxy = TestProxy::new()
+//!     .site(Site::new("shop", "shop.example").origin(&origin.url()))
+//!     .limit("max_request_body", "1KiB")
+//!     .start()
+//!     .await?;
+//! let addr = proxy.addr();
+//! # Ok(()) }
+//! ```
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// One `sites:` entry.
+#[derive(Debug, Clone)]
+pub struct Site {
+    name: String,
+    hosts: Vec<String>,
+    origins: Vec<String>,
+    /// Further keys of the site, rendered as written (`connect_timeout`, `h2`, ...).
+    extra: Vec<(String, String)>,
+}
+
+impl Site {
+    pub fn new(name: &str, host: &str) -> Site {
+        Site {
+            name: name.to_owned(),
+            hosts: vec![host.to_owned()],
+            origins: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Another host name for the site.
+    pub fn host(mut self, host: &str) -> Site {
+        self.hosts.push(host.to_owned());
+        self
+    }
+
+    /// An origin URL, e.g. from [`crate::OriginHandle::url`].
+    pub fn origin(mut self, url: &str) -> Site {
+        self.origins.push(url.to_owned());
+        self
+    }
+
+    /// An origin that refuses connections: a port nothing listens on.
+    pub fn origin_addr(self, addr: SocketAddr) -> Site {
+        self.origin(&format!("http://{addr}"))
+    }
+
+    /// Any other site key, value written verbatim: `.set("response_timeout", "200ms")`.
+    pub fn set(mut self, key: &str, value: &str) -> Site {
+        self.extra.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Speak HTTP/2 (prior knowledge) to the origins.
+    pub fn h2(self) -> Site {
+        self.set("h2", "true")
+    }
+}
+
+/// Builder of a proxy config and of the proxy running it.
+#[derive(Debug, Clone)]
+pub struct TestProxy {
+    sites: Vec<Site>,
+    limits: Vec<(String, String)>,
+    admin_token: Option<String>,
+    access_log: bool,
+    grace: Duration,
+}
+
+impl Default for TestProxy {
+    fn default() -> Self {
+        TestProxy::new()
+    }
+}
+
+impl TestProxy {
+    /// No sites yet, default limits, access log off, admin on `127.0.0.1:0` without a token.
+    pub fn new() -> TestProxy {
+        crate::trace_init();
+        TestProxy {
+            sites: Vec::new(),
+            limits: Vec::new(),
+            admin_token: None,
+            access_log: false,
+            grace: Duration::from_secs(5),
+        }
+    }
+
+    pub fn site(mut self, site: Site) -> TestProxy {
+        self.sites.push(site);
+        self
+    }
+
+    /// A `limits:` key, value written verbatim: `.limit("header_read_timeout", "300ms")`.
+    pub fn limit(mut self, key: &str, value: &str) -> TestProxy {
+        self.limits.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Writes `token` to `admin.token` next to the config and points `admin.token_file` at it.
+    pub fn admin_token(mut self, token: &str) -> TestProxy {
+        self.admin_token = Some(token.to_owned());
+        self
+    }
+
+    /// Turns the JSON access log on (the real binary prints it to stdout).
+    pub fn access_log(mut self) -> TestProxy {
+        self.access_log = true;
+        self
+    }
+
+    /// How long [`RunningProxy`] drains after shutdown (in-process only; the binary takes
+    /// `--grace`).
+    pub fn grace(mut self, grace: Duration) -> TestProxy {
+        self.grace = grace;
+        self
+    }
+
+    /// The config file text.
+    pub fn render(&self) -> String {
+        let mut y = String::from("listeners:\n  - address: \"127.0.0.1:0\"\n");
+        y.push_str("admin:\n  address: \"127.0.0.1:0\"\n");
+        if self.admin_token.is_some() {
+            y.push_str("  token_file: \"admin.token\"\n");
+        }
+        if !self.limits.is_empty() {
+            y.push_str("limits:\n");
+            for (k, v) in &self.limits {
+                let _ = writeln!(y, "  {k}: {v}");
+            }
+        }
+        let _ = writeln!(
+            y,
+            "logging:\n  access_log: {}\n  level: info",
+            self.access_log
+        );
+        y.push_str("sites:\n");
+        for s in &self.sites {
+            let quoted = |v: &[String]| {
+                v.iter()
+                    .map(|h| format!("{h:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(y, "  - name: {}", s.name);
+            let _ = writeln!(y, "    hosts: [{}]", quoted(&s.hosts));
+            let _ = writeln!(y, "    origins: [{}]", quoted(&s.origins));
+            for (k, v) in &s.extra {
+                let _ = writeln!(y, "    {k}: {v}");
+            }
+        }
+        y
+    }
+
+    /// Writes the config (and token file) into a fresh temp dir; returns the dir and the path
+    /// of the config inside it.
+    pub fn write(&self) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+        let dir = tempfile::tempdir().context("creating a temp dir for the config")?;
+        if let Some(token) = &self.admin_token {
+            std::fs::write(dir.path().join("admin.token"), format!("{token}\n"))?;
+        }
+        let path = dir.path().join("portcullis.yaml");
+        std::fs::write(&path, self.render())?;
+        Ok((dir, path))
+    }
+
+    /// Validates the config and starts the proxy on the current runtime.
+    pub async fn start(self) -> anyhow::Result<RunningProxy> {
+        let (dir, path) = self.write()?;
+        let config = portcullis::Config::load(&path)
+            .map_err(|e| anyhow::anyhow!("test config is invalid:\n{e}\n{}", self.render()))?;
+        let proxy = portcullis::Proxy::bind(&config).await?;
+        let addr = *proxy
+            .local_addrs()
+            .first()
+            .context("the proxy bound no listener")?;
+        let admin = proxy.admin_addr().context("the proxy bound no admin")?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            // A dropped sender means the test is over: stop as well.
+            let _ = rx.await;
+        };
+        let task = tokio::spawn(proxy.run(shutdown, self.grace));
+        Ok(RunningProxy {
+            addr,
+            admin,
+            shutdown: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        })
+    }
+}
+
+/// A proxy serving in this process.
+#[derive(Debug)]
+pub struct RunningProxy {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningProxy {
+    /// The (first) proxy listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin listener.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Resolves the shutdown future: the proxy stops accepting and drains.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Whether `Proxy::run` has returned (drain finished or grace over).
+    pub fn is_stopped(&self) -> bool {
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits for `Proxy::run` to return.
+    pub async fn stopped(&mut self) -> anyhow::Result<()> {
+        if let Some(task) = self.task.take() {
+            task.await.context("the proxy task panicked")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
