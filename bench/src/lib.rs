@@ -1,0 +1,51 @@
+//! Portcullis benchmarks: the side-by-side load comparison with nginx and
+//! HAProxy (`portcullis-bench compare`), and the criterion micro-benchmarks
+//! in `benches/`.
+//!
+//! The comparison drives real processes on loopback only: an nginx origin,
+//! each proxy with one worker pinned to one CPU, and wrk/h2load pinned to the
+//! other. It does not link the proxy; it runs its binary. It judges no
+//! numbers: it measures, checks correctness, and reports with its method.
+//!
+//! Layout:
+//! - [`compare`]: the run (set-up, rounds, report).
+//! - [`scenario`]: the scenarios and measuring one run; [`check`]: the
+//!   correctness check before timing.
+//! - [`peers`]: starting origin and proxies from `bench/peers/*.tmpl`.
+//! - [`procfs`]: /proc parsing; [`net`]: loopback-only client code.
+//! - [`wrk`], [`h2load`]: load-generator output parsers.
+//! - [`stats`], [`report`], [`svg`], [`output`]: figures and their rendering.
+//! - [`tools`], [`cmd`]: external tools and bounded child processes.
+
+use serde::Serialize;
+
+pub mod check;
+pub mod cmd;
+pub mod compare;
+pub mod h2load;
+pub mod net;
+pub mod output;
+pub mod peers;
+pub mod procfs;
+pub mod report;
+pub mod scenario;
+pub mod stats;
+pub mod svg;
+pub mod tools;
+pub mod wrk;
+
+/// What a load generator reports about one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadOutcome {
+    /// Responses received (any status): the requests the proxy served.
+    pub requests: u64,
+    pub duration_s: f64,
+    pub rps: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Connect/read/write errors and timeouts (wrk), failed/errored/timed-out
+    /// streams (h2load).
+    pub socket_errors: u64,
+    /// Responses with a 4xx or 5xx status.
+    pub http_errors: u64,
+}

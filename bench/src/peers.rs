@@ -1,0 +1,350 @@
+//! Starting the origin and the proxies under test from the templates in
+//! `bench/peers/`, pinned with taskset, and stopping them again.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cmd::{stop, tail};
+use crate::net::{free_port, http_get};
+use crate::procfs::children_of;
+use crate::tools::{self, Tools};
+
+const ORIGIN_TEMPLATE: &str = include_str!("../peers/origin-nginx.conf.tmpl");
+const NGINX_TEMPLATE: &str = include_str!("../peers/nginx.conf.tmpl");
+const HAPROXY_TEMPLATE: &str = include_str!("../peers/haproxy.cfg.tmpl");
+const PORTCULLIS_TEMPLATE: &str = include_str!("../peers/portcullis.yaml.tmpl");
+
+/// A proxy under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProxyKind {
+    Nginx,
+    Haproxy,
+    Portcullis,
+}
+
+impl ProxyKind {
+    pub const ALL: [ProxyKind; 3] = [ProxyKind::Nginx, ProxyKind::Haproxy, ProxyKind::Portcullis];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyKind::Nginx => "nginx",
+            ProxyKind::Haproxy => "haproxy",
+            ProxyKind::Portcullis => "portcullis",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ProxyKind> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
+            .with_context(|| format!("unknown proxy {s:?} (known: nginx, haproxy, portcullis)"))
+    }
+}
+
+/// Fills `{{NAME}}` placeholders; fails on any placeholder left unfilled, so
+/// a template and the code cannot silently drift apart.
+pub fn render(template: &str, vars: &[(&str, String)]) -> Result<String> {
+    let mut out = template.to_owned();
+    for (key, value) in vars {
+        out = out.replace(&format!("{{{{{key}}}}}"), value);
+    }
+    if let Some(start) = out.find("{{") {
+        let name: String = out[start..].chars().take_while(|c| *c != '\n').collect();
+        bail!("template placeholder left unfilled: {name}");
+    }
+    Ok(out)
+}
+
+/// Everything a server needs to start.
+#[derive(Debug)]
+pub struct Env<'a> {
+    pub dir: &'a Path,
+    pub tools: &'a Tools,
+    pub portcullis: Option<&'a Path>,
+    pub proxy_cpu: usize,
+    pub load_cpu: usize,
+    /// The open-file limit the servers inherit (and nginx is told about).
+    pub nofile: u64,
+    /// Connections each server must hold: the idle scenario plus headroom.
+    pub max_conns: u64,
+}
+
+/// A running server. Dropping it stops it.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    pub name: String,
+    /// The process that does the work and whose CPU and memory are measured:
+    /// nginx's single worker (its master only supervises), else the process.
+    pub pid: u32,
+    pub h1_port: u16,
+    /// Port for h2c prior knowledge (the same as `h1_port` for portcullis).
+    pub h2_port: u16,
+    pub log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+impl Server {
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn why_not(&self) -> String {
+        format!(
+            "last lines of {}:\n{}",
+            self.log.display(),
+            tail(&self.log, 15)
+        )
+    }
+
+    /// Waits (bounded) until the server answers GET /1k with 200.
+    fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if self.exited() {
+                bail!("{} exited while starting; {}", self.name, self.why_not());
+            }
+            match http_get(self.h1_port, "/1k", Duration::from_secs(1)) {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) => last = format!("status {}", r.status),
+                Err(e) => last = format!("{e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "{} did not answer 200 within {limit:?} (last: {last}); {}",
+            self.name,
+            self.why_not()
+        )
+    }
+}
+
+fn pinned(env: &Env<'_>, cpu: usize, program: &Path) -> Result<Command> {
+    let mut cmd = Command::new(env.tools.path(tools::TASKSET)?);
+    cmd.arg("-c").arg(cpu.to_string()).arg(program);
+    Ok(cmd)
+}
+
+fn spawn(mut cmd: Command, name: &str, dir: &Path) -> Result<(Child, PathBuf)> {
+    let log = dir.join(format!("{name}.out"));
+    let out = File::create(&log).with_context(|| format!("creating {log:?}"))?;
+    let err = out.try_clone().context("dup log file")?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("starting {name}: {cmd:?}"))?;
+    Ok((child, log))
+}
+
+/// nginx's worker under `master`; it appears a moment after the master.
+fn nginx_worker(master: u32, deadline: Instant) -> Result<u32> {
+    while Instant::now() < deadline {
+        if let [worker] = children_of(master)[..] {
+            return Ok(worker);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nginx master {master} has no single worker process")
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {path:?}"))
+}
+
+/// Bodies the origin serves: not compressible, and fixed, so a check can
+/// compare every byte.
+pub fn body(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            // xorshift32
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+fn start_nginx(
+    env: &Env<'_>,
+    name: &str,
+    template: &str,
+    cpu: usize,
+    vars: &[(&str, String)],
+) -> Result<(Child, PathBuf)> {
+    let conf = env.dir.join(format!("{name}.conf"));
+    let mut all = vec![
+        ("DIR", env.dir.display().to_string()),
+        ("NOFILE", env.nofile.to_string()),
+        ("WORKER_CONNECTIONS", env.max_conns.to_string()),
+    ];
+    all.extend(vars.iter().cloned());
+    write_file(&conf, &render(template, &all)?)?;
+    let mut cmd = pinned(env, cpu, env.tools.path(tools::NGINX)?)?;
+    // -e: nginx opens its default error log before reading the config; point
+    // it into the run directory so no system path is touched.
+    cmd.arg("-e")
+        .arg(env.dir.join(format!("{name}-early-error.log")))
+        .arg("-p")
+        .arg(env.dir)
+        .arg("-c")
+        .arg(&conf);
+    spawn(cmd, name, env.dir)
+}
+
+/// Starts the origin on the load CPU with its bodies at /1k and /64k.
+pub fn start_origin(env: &Env<'_>) -> Result<Server> {
+    let www = env.dir.join("www");
+    std::fs::create_dir_all(&www).context("creating www")?;
+    std::fs::write(www.join("1k"), body(1024)).context("writing /1k")?;
+    std::fs::write(www.join("64k"), body(64 * 1024)).context("writing /64k")?;
+    let port = free_port()?;
+    let (child, log) = start_nginx(
+        env,
+        "origin",
+        ORIGIN_TEMPLATE,
+        env.load_cpu,
+        &[("PORT", port.to_string())],
+    )?;
+    let master = child.id();
+    let mut server = Server {
+        child,
+        name: "origin".into(),
+        pid: master,
+        h1_port: port,
+        h2_port: port,
+        log,
+    };
+    server.wait_ready(Duration::from_secs(10))?;
+    server.pid = nginx_worker(master, Instant::now() + Duration::from_secs(5))?;
+    Ok(server)
+}
+
+/// Starts one proxy pinned to the proxy CPU, forwarding to `origin_port`,
+/// and waits until it answers through to the origin.
+pub fn start_proxy(env: &Env<'_>, kind: ProxyKind, origin_port: u16) -> Result<Server> {
+    let h1_port = free_port()?;
+    let h2_port = match kind {
+        ProxyKind::Portcullis => h1_port,
+        ProxyKind::Nginx | ProxyKind::Haproxy => free_port()?,
+    };
+    let name = kind.name();
+    let ports = [
+        ("PORT", h1_port.to_string()),
+        ("H2_PORT", h2_port.to_string()),
+        ("ORIGIN_PORT", origin_port.to_string()),
+    ];
+    let (child, log) = match kind {
+        ProxyKind::Nginx => start_nginx(env, name, NGINX_TEMPLATE, env.proxy_cpu, &ports)?,
+        ProxyKind::Haproxy => {
+            let conf = env.dir.join("haproxy.cfg");
+            let mut vars = ports.to_vec();
+            vars.push(("DIR", env.dir.display().to_string()));
+            vars.push(("MAXCONN", env.max_conns.to_string()));
+            write_file(&conf, &render(HAPROXY_TEMPLATE, &vars)?)?;
+            let mut cmd = pinned(env, env.proxy_cpu, env.tools.path(tools::HAPROXY)?)?;
+            // -db: stay in the foreground as one process, so its PID is ours.
+            cmd.arg("-db").arg("-f").arg(&conf);
+            spawn(cmd, name, env.dir)?
+        }
+        ProxyKind::Portcullis => {
+            let bin = env.portcullis.context("no portcullis binary")?;
+            let conf = env.dir.join("portcullis.yaml");
+            let mut vars = ports.to_vec();
+            vars.push(("ADMIN_PORT", free_port()?.to_string()));
+            write_file(&conf, &render(PORTCULLIS_TEMPLATE, &vars)?)?;
+            let mut cmd = pinned(env, env.proxy_cpu, bin)?;
+            cmd.args(["run", "--config"])
+                .arg(&conf)
+                .args(["--workers", "1"])
+                .env("TOKIO_WORKER_THREADS", "1");
+            spawn(cmd, name, env.dir)?
+        }
+    };
+    let master = child.id();
+    let mut server = Server {
+        child,
+        name: name.into(),
+        pid: master,
+        h1_port,
+        h2_port,
+        log,
+    };
+    server.wait_ready(Duration::from_secs(15))?;
+    if kind == ProxyKind::Nginx {
+        server.pid = nginx_worker(master, Instant::now() + Duration::from_secs(5))?;
+    }
+    Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vec<(&'static str, String)> {
+        [
+            ("DIR", "/tmp/x"),
+            ("PORT", "1"),
+            ("H2_PORT", "2"),
+            ("ORIGIN_PORT", "3"),
+            ("ADMIN_PORT", "4"),
+            ("NOFILE", "5"),
+            ("WORKER_CONNECTIONS", "6"),
+            ("MAXCONN", "7"),
+        ]
+        .map(|(k, v)| (k, v.to_owned()))
+        .to_vec()
+    }
+
+    #[test]
+    fn every_template_renders_completely() -> Result<()> {
+        for t in [
+            ORIGIN_TEMPLATE,
+            NGINX_TEMPLATE,
+            HAPROXY_TEMPLATE,
+            PORTCULLIS_TEMPLATE,
+        ] {
+            let out = render(t, &vars())?;
+            assert!(!out.contains("{{"));
+        }
+        let p = render(PORTCULLIS_TEMPLATE, &vars())?;
+        assert!(p.contains("\"127.0.0.1:1\"") && p.contains("http://127.0.0.1:3"));
+        assert!(p.contains("access_log: false"));
+        Ok(())
+    }
+
+    #[test]
+    fn unfilled_placeholders_are_errors() {
+        assert!(render("listen {{PORT}};", &[]).is_err());
+        assert!(render("a {{B}} c", &[("B", "b".into())]).is_ok_and(|s| s == "a b c"));
+    }
+
+    #[test]
+    fn proxy_names_round_trip() -> Result<()> {
+        for k in ProxyKind::ALL {
+            assert_eq!(ProxyKind::parse(k.name())?, k);
+        }
+        assert!(ProxyKind::parse("envoy").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn bodies_are_fixed_and_sized() {
+        assert_eq!(body(1024).len(), 1024);
+        assert_eq!(body(64), body(64));
+        assert!(body(256).iter().any(|b| *b != body(256)[0]));
+    }
+}
