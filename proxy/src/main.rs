@@ -59,9 +59,19 @@ fn init_logging(level: &str) {
 }
 
 fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        b.worker_threads(n.max(1));
+    let workers = workers.or_else(|| {
+        std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    });
+    // One worker: a current-thread runtime does the same work without the multi-thread
+    // scheduler's cross-thread bookkeeping (what it buys is recorded in bench/README.md).
+    let mut b = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = workers.filter(|&n| n > 1) {
+        b.worker_threads(n);
     }
     b.enable_all()
         .build()
