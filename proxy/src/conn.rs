@@ -7,9 +7,9 @@
 //!   arrives (or the connection opens) and, whenever a read would block while that head is still
 //!   incomplete, arms a timer for the rest of it; when the timer fires the read fails and hyper
 //!   closes the connection. A head that arrives whole in one read never arms a timer.
-//! - `idle_timeout`: [`watchdog`] closes a connection with no read or write for that long,
-//!   except while a request waits for its origin's response headers (`response_timeout` covers
-//!   that wait).
+//! - `idle_timeout`: [`watchdog`] closes a connection with no read or write for that long
+//!   (within an eighth of it), except while a request waits for its origin's response headers
+//!   (`response_timeout` covers that wait).
 
 use std::future::Future;
 use std::io;
@@ -43,10 +43,14 @@ pub struct ConnState {
     in_flight: AtomicU32,
     /// Requests waiting for their origin's response headers.
     awaiting_origin: AtomicU32,
-    /// Last read or write, in ms since the process epoch.
-    last_io_ms: AtomicU64,
-    /// When the current, not yet complete, request head started (first byte, or connection
-    /// open); 0 = none pending.
+    /// Set by every read, write and request completion; the watchdog clears it when it looks.
+    /// A flag rather than a timestamp keeps clock reads off the I/O path.
+    touched: AtomicBool,
+    /// A request head has started (first byte read, or the connection just opened) and is not
+    /// complete yet.
+    head_pending: AtomicBool,
+    /// When a pending head was first seen waiting for more bytes, in ms since the process epoch;
+    /// 0 = not yet. Read from the clock only when a head arrives in pieces.
     head_started_ms: AtomicU64,
     /// The client spoke the HTTP/2 preface; head timing does not apply to multiplexed streams.
     h2: AtomicBool,
@@ -56,13 +60,13 @@ pub struct ConnState {
 
 impl ConnState {
     pub fn new() -> Arc<ConnState> {
-        let now = now_ms();
         Arc::new(ConnState {
             in_flight: AtomicU32::new(0),
             awaiting_origin: AtomicU32::new(0),
-            last_io_ms: AtomicU64::new(now),
+            touched: AtomicBool::new(false),
             // A new connection must deliver its first request head in time too.
-            head_started_ms: AtomicU64::new(now),
+            head_pending: AtomicBool::new(true),
+            head_started_ms: AtomicU64::new(now_ms()),
             h2: AtomicBool::new(false),
             sniffed: AtomicBool::new(false),
         })
@@ -72,6 +76,7 @@ impl ConnState {
     /// returned guard is dropped (response finished, or the exchange abandoned).
     pub fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_pending.store(false, Ordering::Relaxed);
         self.head_started_ms.store(0, Ordering::Relaxed);
         InFlight(self.clone())
     }
@@ -84,44 +89,42 @@ impl ConnState {
     }
 
     fn on_read(&self, bytes: &[u8]) {
-        let now = now_ms();
-        self.last_io_ms.store(now, Ordering::Relaxed);
+        self.touched.store(true, Ordering::Relaxed);
         if !self.sniffed.swap(true, Ordering::Relaxed) {
             if bytes.starts_with(b"PRI * HTTP/2.0") {
                 self.h2.store(true, Ordering::Relaxed);
-                self.head_started_ms.store(0, Ordering::Relaxed);
+                self.head_pending.store(false, Ordering::Relaxed);
             }
             return;
         }
-        if self.in_flight.load(Ordering::Relaxed) == 0
-            && self.head_started_ms.load(Ordering::Relaxed) == 0
-            && !self.h2.load(Ordering::Relaxed)
-        {
-            self.head_started_ms.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Relaxed) == 0 && !self.h2.load(Ordering::Relaxed) {
+            self.head_pending.store(true, Ordering::Relaxed);
         }
     }
 
     fn on_write(&self) {
-        self.last_io_ms.store(now_ms(), Ordering::Relaxed);
+        self.touched.store(true, Ordering::Relaxed);
     }
 
-    /// The deadline of a request head still being received, if any.
+    /// The deadline of a request head still being received, if any. Called when a read would
+    /// block; the first such call for a head starts its clock.
     fn head_deadline(&self, header: Duration) -> Option<u64> {
-        let head = self.head_started_ms.load(Ordering::Relaxed);
-        (head != 0 && self.in_flight.load(Ordering::Relaxed) == 0)
-            .then(|| head + header.as_millis() as u64)
+        if !self.head_pending.load(Ordering::Relaxed) || self.in_flight.load(Ordering::Relaxed) > 0
+        {
+            return None;
+        }
+        let mut started = self.head_started_ms.load(Ordering::Relaxed);
+        if started == 0 {
+            started = now_ms();
+            self.head_started_ms.store(started, Ordering::Relaxed);
+        }
+        Some(started + header.as_millis() as u64)
     }
 
-    /// When the connection counts as idle if nothing happens, or `None` if it is idle now.
-    fn idle_deadline(&self, idle: Duration) -> Option<u64> {
-        let now = now_ms();
-        let idle = idle.as_millis() as u64;
-        let deadline = if self.awaiting_origin.load(Ordering::Relaxed) > 0 {
-            now + idle
-        } else {
-            self.last_io_ms.load(Ordering::Relaxed) + idle
-        };
-        (deadline > now).then_some(deadline)
+    /// Whether anything happened since the last call (and forget it).
+    fn take_touched(&self) -> bool {
+        self.touched.swap(false, Ordering::Relaxed)
+            || self.awaiting_origin.load(Ordering::Relaxed) > 0
     }
 }
 
@@ -132,7 +135,7 @@ pub struct InFlight(Arc<ConnState>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.last_io_ms.store(now_ms(), Ordering::Relaxed);
+        self.0.touched.store(true, Ordering::Relaxed);
     }
 }
 
@@ -143,15 +146,30 @@ pub struct AwaitingOrigin<'a>(&'a ConnState);
 impl Drop for AwaitingOrigin<'_> {
     fn drop(&mut self) {
         self.0.awaiting_origin.fetch_sub(1, Ordering::Relaxed);
-        self.0.last_io_ms.store(now_ms(), Ordering::Relaxed);
+        self.0.touched.store(true, Ordering::Relaxed);
     }
 }
 
-/// Resolves when the connection has had no I/O for `idle`. The deadline only moves later, so
-/// sleeping until it and looking again is exact without any wake-up from the I/O path.
+/// How many looks the watchdog takes per idle period: a connection is closed between
+/// `idle` and `idle * (1 + 1/IDLE_CHECKS)` after its last activity.
+const IDLE_CHECKS: u32 = 8;
+
+/// Resolves when the connection has had no I/O for `idle` (and no request was waiting on its
+/// origin). It looks at the activity flag a few times per period instead of having the I/O path
+/// read the clock.
 pub async fn watchdog(state: Arc<ConnState>, idle: Duration) {
-    while let Some(at) = state.idle_deadline(idle) {
-        tokio::time::sleep_until(instant_at(at)).await;
+    let step = (idle / IDLE_CHECKS).max(Duration::from_millis(1));
+    let mut quiet = Duration::ZERO;
+    loop {
+        tokio::time::sleep(step).await;
+        if state.take_touched() {
+            quiet = Duration::ZERO;
+        } else {
+            quiet += step;
+            if quiet >= idle {
+                return;
+            }
+        }
     }
 }
 
