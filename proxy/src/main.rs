@@ -9,11 +9,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::Config;
 
-// mimalloc: fewer instructions per allocation than glibc malloc, and no brk() churn under load
-// (what it bought is recorded in bench/README.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "portcullis",
