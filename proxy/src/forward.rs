@@ -15,7 +15,7 @@ use crate::body::{BodyTooLarge, RequestBody, ResponseBody};
 use crate::error::ProxyError;
 use crate::metrics::UpstreamErrorKind;
 use crate::route::Site;
-use crate::upstream::{Conn, H1Conn, Origin, PooledBody, Return};
+use crate::upstream::{Conn, Origin, PooledBody, Return};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -228,12 +228,7 @@ pub async fn forward(
         let sent = Instant::now();
         let exchange = async {
             match conn {
-                // A tunnel outlives the request: its connection gets a task of its own.
-                Conn::H1(c) if client_upgrade.is_some() => {
-                    let mut s = c.into_upgradeable();
-                    s.try_send_request(req).await.map(|r| (r, None))
-                }
-                Conn::H1(mut c) => c.send(req).await.map(|r| (r, Some(c))),
+                Conn::H1(mut s) => s.try_send_request(req).await.map(|r| (r, Some(s))),
                 Conn::H2(mut s) => s.try_send_request(req).await.map(|r| (r, None)),
             }
         };
@@ -248,12 +243,12 @@ pub async fn forward(
             }
         };
         match result {
-            Ok((resp, conn)) => {
+            Ok((resp, sender)) => {
                 site.metrics
                     .upstream_duration
                     .observe(sent.elapsed().as_secs_f64());
                 let authority = origin.authority.clone();
-                let resp = finish_response(resp, conn, origin, client_upgrade);
+                let resp = finish_response(resp, sender, origin, client_upgrade);
                 return Ok((resp, authority));
             }
             Err(mut e) => {
@@ -295,7 +290,7 @@ fn classify(e: hyper::Error, origin: &Origin) -> ProxyError {
 
 fn finish_response(
     mut resp: Response<Incoming>,
-    conn: Option<H1Conn>,
+    sender: Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
     origin: Arc<Origin>,
     client_upgrade: Option<OnUpgrade>,
 ) -> Response<ResponseBody> {
@@ -315,7 +310,7 @@ fn finish_response(
         (_, _) => {
             let (mut parts, body) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers, false);
-            let ret = conn.map(|c| Return::new(c, origin));
+            let ret = sender.map(|s| Return::new(s, origin));
             Response::from_parts(parts, ResponseBody::upstream(PooledBody::new(body, ret)))
         }
     }

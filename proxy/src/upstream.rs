@@ -5,20 +5,14 @@
 //! origin whatever its method or body, and a reused keep-alive connection that turns out to be
 //! closed gives the request back (hyper's `try_send_request`) for one more try on a fresh one.
 //!
-//! HTTP/1.1 origin connections have no task of their own: the client connection's task drives
-//! the origin connection while it waits for the response head and while it streams the body
-//! ([`PooledBody`]), so a request costs no task switch and no cross-task wake-up on the origin
-//! side. When the body has been read to its end the connection goes back to a per-origin LIFO of
-//! idle connections; a body dropped early takes its connection with it. An idle pooled
-//! connection is polled once when it is checked out, which is when a close by the origin is
-//! noticed. Upgrades (WebSocket) hand their connection to a task, because the tunnel outlives the
-//! request. HTTP/2 origins share one multiplexed connection driven by its own task.
+//! HTTP/1.1 connections are kept in a per-origin LIFO of idle senders and returned when the
+//! response body has been read to its end ([`PooledBody`]); a body dropped early takes its
+//! connection with it. HTTP/2 origins share one multiplexed connection.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -57,64 +51,16 @@ pub struct Origin {
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
 }
 
-/// The I/O half of an HTTP/1.1 origin connection: a future that must be polled for the
-/// connection to make progress.
-pub type H1Driver = Pin<Box<http1::Connection<TokioIo<TcpStream>, RequestBody>>>;
-
-/// An HTTP/1.1 origin connection: the request half and the I/O half.
-#[derive(Debug)]
-pub struct H1Conn {
-    pub sender: http1::SendRequest<RequestBody>,
-    pub driver: H1Driver,
-}
-
-impl H1Conn {
-    /// Sends a request, driving the connection until the response head arrives. On failure
-    /// before the request was written, the request comes back (see `TrySendError`).
-    pub async fn send(
-        &mut self,
-        req: http::Request<RequestBody>,
-    ) -> Result<
-        http::Response<Incoming>,
-        hyper::client::conn::TrySendError<http::Request<RequestBody>>,
-    > {
-        let mut response = std::pin::pin!(self.sender.try_send_request(req));
-        let driver = &mut self.driver;
-        let mut driver_done = false;
-        std::future::poll_fn(|cx| {
-            if !driver_done {
-                // The connection's own result reaches us through the response future.
-                driver_done = driver.as_mut().poll(cx).is_ready();
-            }
-            response.as_mut().poll(cx)
-        })
-        .await
-    }
-
-    /// Hands the connection to a task of its own, with upgrades enabled, for a request that
-    /// will become a tunnel.
-    pub fn into_upgradeable(self) -> http1::SendRequest<RequestBody> {
-        let H1Conn { sender, driver } = self;
-        let conn = Pin::into_inner(driver);
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "origin connection ended");
-            }
-        });
-        sender
-    }
-}
-
 #[derive(Debug)]
 struct IdleConn {
-    conn: H1Conn,
+    sender: http1::SendRequest<RequestBody>,
     since: Instant,
 }
 
 /// A connection ready for one request.
 #[derive(Debug)]
 pub enum Conn {
-    H1(H1Conn),
+    H1(http1::SendRequest<RequestBody>),
     H2(http2::SendRequest<RequestBody>),
 }
 
@@ -173,18 +119,15 @@ impl Origin {
             }
         } else {
             while let Some(mut idle) = self.pop_idle() {
-                if idle.since.elapsed() > POOL_IDLE_TIMEOUT {
+                if idle.sender.is_closed() || idle.since.elapsed() > POOL_IDLE_TIMEOUT {
                     continue;
                 }
-                // Nobody drives an idle connection: one poll now processes whatever happened
-                // meanwhile (end of the last exchange, or the origin closing it).
-                let mut cx = Context::from_waker(Waker::noop());
-                if idle.conn.driver.as_mut().poll(&mut cx).is_ready()
-                    || !idle.conn.sender.is_ready()
-                {
+                // A connection returned at end of body may not have been polled back to idle
+                // yet; waiting is bounded because it either becomes ready or closes.
+                if !idle.sender.is_ready() && idle.sender.ready().await.is_err() {
                     continue;
                 }
-                return Ok((Conn::H1(idle.conn), true));
+                return Ok((Conn::H1(idle.sender), true));
             }
         }
         let conn = self.connect(h2, connect_timeout).await?;
@@ -218,10 +161,12 @@ impl Origin {
                 .handshake(io)
                 .await
                 .map_err(ConnectError::Handshake)?;
-            Ok(Conn::H1(H1Conn {
-                sender,
-                driver: Box::pin(conn),
-            }))
+            tokio::spawn(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(error = %e, "origin connection ended");
+                }
+            });
+            Ok(Conn::H1(sender))
         }
     }
 
@@ -234,14 +179,14 @@ impl Origin {
     }
 
     /// Returns an HTTP/1.1 connection whose response has been fully read.
-    fn checkin(&self, conn: H1Conn) {
-        if conn.sender.is_closed() {
+    fn checkin(&self, sender: http1::SendRequest<RequestBody>) {
+        if sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < POOL_MAX_IDLE {
             idle.push(IdleConn {
-                conn,
+                sender,
                 since: Instant::now(),
             });
         }
@@ -253,22 +198,16 @@ impl Origin {
     }
 }
 
-/// The origin connection a response body streams from, and where it goes back when done.
+/// Where a connection goes back once its response body is done.
 #[derive(Debug)]
 pub struct Return {
-    conn: H1Conn,
+    sender: http1::SendRequest<RequestBody>,
     origin: Arc<Origin>,
-    /// The driver finished (connection closed); it must not be polled again.
-    done: bool,
 }
 
 impl Return {
-    pub fn new(conn: H1Conn, origin: Arc<Origin>) -> Self {
-        Return {
-            conn,
-            origin,
-            done: false,
-        }
+    pub fn new(sender: http1::SendRequest<RequestBody>, origin: Arc<Origin>) -> Self {
+        Return { sender, origin }
     }
 }
 
@@ -293,9 +232,7 @@ impl PooledBody {
 
     fn give_back(&mut self) {
         if let Some(r) = self.ret.take() {
-            if !r.done {
-                r.origin.checkin(r.conn);
-            }
+            r.origin.checkin(r.sender);
         }
     }
 }
@@ -309,12 +246,6 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut this = self.project();
-        if let Some(r) = this.ret.as_mut() {
-            // Drive the origin connection: it fills the body channel polled below.
-            if !r.done {
-                r.done = r.conn.driver.as_mut().poll(cx).is_ready();
-            }
-        }
         let item = ready!(this.inner.as_mut().poll_frame(cx));
         // Give the connection back as soon as the last byte is known to be in hand: the server
         // side stops polling at Content-Length and may never ask for the final `None`.
@@ -328,9 +259,7 @@ impl Body for PooledBody {
         };
         if done {
             if let Some(r) = this.ret.take() {
-                if !r.done {
-                    r.origin.checkin(r.conn);
-                }
+                r.origin.checkin(r.sender);
             }
         }
         Poll::Ready(item)
