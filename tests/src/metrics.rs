@@ -9,6 +9,19 @@ use anyhow::{Context as _, bail};
 
 use crate::client::{H1, get};
 
+/// Waits (see [`crate::eventually`]) until every client connection the proxy counted is closed
+/// again: `portcullis_connections_active` back at 0, proof that connection tasks ended through
+/// their bookkeeping and not by crashing.
+pub async fn no_connection_left_open(admin: SocketAddr) -> anyhow::Result<()> {
+    crate::eventually("connections_active returns to 0", || async {
+        let s = Scrape::fetch(admin).await?;
+        let active = s.get("portcullis_connections_active", &[])?;
+        anyhow::ensure!(active == 0.0, "connections_active = {active}");
+        Ok(())
+    })
+    .await
+}
+
 /// One sample line: `name{labels} value`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

@@ -3,6 +3,7 @@
 
 use http::StatusCode;
 use portcullis_tests::client::{H1, get, request};
+use portcullis_tests::metrics::no_connection_left_open;
 use portcullis_tests::{Origin, Scrape, Site, TestProxy, body, canned, eventually, promtool_check};
 
 use crate::{SHOP, shop};
@@ -165,13 +166,7 @@ async fn metrics_move_as_requests_flow() -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
-    eventually("no connection is left open", || async {
-        let s = Scrape::fetch(proxy.admin()).await?;
-        let active = s.get("portcullis_connections_active", &[])?;
-        anyhow::ensure!(active == 0.0, "connections_active = {active}");
-        Ok(())
-    })
-    .await
+    no_connection_left_open(proxy.admin()).await
 }
 
 #[tokio::test]

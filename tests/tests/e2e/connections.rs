@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 use portcullis_tests::client::{H1, get};
-use portcullis_tests::{Origin, RawConn, Scrape, Site, TestProxy, eventually};
+use portcullis_tests::metrics::no_connection_left_open;
+use portcullis_tests::{Origin, RawConn, Site, TestProxy};
 
 use crate::{SHOP, shop};
 
@@ -135,13 +136,7 @@ async fn idle_keep_alive_connection_is_closed_after_idle_timeout() -> anyhow::Re
         "an idle keep-alive connection must be closed after idle_timeout"
     );
     // Closed by the proxy's own bookkeeping, not by a crashed connection task.
-    eventually("connections_active returns to 0", || async {
-        let s = Scrape::fetch(proxy.admin()).await?;
-        let active = s.get("portcullis_connections_active", &[])?;
-        anyhow::ensure!(active == 0.0, "connections_active = {active}");
-        Ok(())
-    })
-    .await
+    no_connection_left_open(proxy.admin()).await
 }
 
 #[tokio::test]
@@ -167,13 +162,7 @@ async fn connections_cut_by_the_timeouts_leave_connections_active_at_zero() -> a
         idle.closed_within(BOUND).await?,
         "idle connection never closed"
     );
-    eventually("connections_active returns to 0", || async {
-        let s = Scrape::fetch(proxy.admin()).await?;
-        let active = s.get("portcullis_connections_active", &[])?;
-        anyhow::ensure!(active == 0.0, "connections_active = {active}");
-        Ok(())
-    })
-    .await
+    no_connection_left_open(proxy.admin()).await
 }
 
 #[tokio::test]
