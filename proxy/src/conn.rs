@@ -14,27 +14,15 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// Milliseconds since the process epoch, plus one so that 0 can mean "not set".
-fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64 + 1
-}
-
-fn instant_at(ms: u64) -> tokio::time::Instant {
-    tokio::time::Instant::from_std(epoch() + Duration::from_millis(ms.saturating_sub(1)))
-}
+use crate::clock::{instant_at, now_ms};
 
 /// Shared between a connection's IO, its request handler and its watchdog.
 #[derive(Debug)]

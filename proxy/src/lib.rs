@@ -13,6 +13,7 @@ pub mod admin;
 pub mod authority;
 pub mod body;
 pub mod cli;
+mod clock;
 pub mod complete;
 pub mod config;
 pub mod conn;

@@ -11,7 +11,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::body::RequestBody;
+use crate::clock::now_ms;
 
 /// Idle origin connections older than this are not reused (origins commonly close at 60–75 s).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,7 +46,7 @@ pub enum ConnectError {
 pub struct Origin {
     pub url: String,
     pub authority: http::uri::Authority,
-    /// Milliseconds since [`epoch`] until which the origin is skipped; 0 = up.
+    /// `clock::now_ms` time until which the origin is skipped; 0 = up.
     down_until_ms: AtomicU64,
     idle: Mutex<Vec<IdleConn>>,
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
@@ -62,16 +63,6 @@ struct IdleConn {
 pub enum Conn {
     H1(http1::SendRequest<RequestBody>),
     H2(http2::SendRequest<RequestBody>),
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    // +1 so that 0 stays free to mean "up".
-    epoch().elapsed().as_millis() as u64 + 1
 }
 
 impl Origin {
