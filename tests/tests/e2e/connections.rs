@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::StatusCode;
 use portcullis_tests::client::{H1, get};
 use portcullis_tests::metrics::no_connection_left_open;
-use portcullis_tests::{Origin, RawConn, Site, TestProxy};
+use portcullis_tests::{Origin, OriginHandle, RawConn, RunningProxy, Site, TestProxy};
 
 use crate::{SHOP, shop};
 
@@ -21,18 +21,25 @@ const BOUND: Duration = Duration::from_secs(10);
 /// for the proxy to be waiting on the connection.
 const PAUSE: Duration = Duration::from_millis(100);
 
-fn get_raw() -> Vec<u8> {
-    format!("GET / HTTP/1.1\r\nHost: {SHOP}\r\n\r\n").into_bytes()
-}
-
-#[tokio::test]
-async fn half_a_request_head_is_cut_after_header_read_timeout() -> anyhow::Result<()> {
+/// An echo origin behind a proxy whose head deadline (300 ms) is far shorter than its idle
+/// timeout (30 s), so whichever closes a connection says which rule fired.
+async fn short_head_timeout() -> anyhow::Result<(OriginHandle, RunningProxy)> {
     let origin = Origin::echo().start().await?;
     let proxy = shop(&origin)
         .limit("header_read_timeout", "300ms")
         .limit("idle_timeout", "30s")
         .start()
         .await?;
+    Ok((origin, proxy))
+}
+
+fn get_raw() -> Vec<u8> {
+    format!("GET / HTTP/1.1\r\nHost: {SHOP}\r\n\r\n").into_bytes()
+}
+
+#[tokio::test]
+async fn half_a_request_head_is_cut_after_header_read_timeout() -> anyhow::Result<()> {
+    let (origin, proxy) = short_head_timeout().await?;
     // An idle keep-alive connection, quiet from now on.
     let mut idle = H1::connect(proxy.addr()).await?;
     assert_eq!(
@@ -69,12 +76,7 @@ async fn half_a_request_head_is_cut_after_header_read_timeout() -> anyhow::Resul
 #[tokio::test]
 async fn a_trickled_request_head_is_cut_too() -> anyhow::Result<()> {
     // One byte every 50 ms keeps the connection busy, so only the head deadline can end it.
-    let origin = Origin::echo().start().await?;
-    let proxy = shop(&origin)
-        .limit("header_read_timeout", "300ms")
-        .limit("idle_timeout", "30s")
-        .start()
-        .await?;
+    let (origin, proxy) = short_head_timeout().await?;
     let mut slow = RawConn::connect(proxy.addr()).await?;
     tokio::time::sleep(PAUSE).await;
     let head = format!(
@@ -98,12 +100,7 @@ async fn a_trickled_request_head_is_cut_too() -> anyhow::Result<()> {
 #[tokio::test]
 async fn half_a_head_on_a_kept_alive_connection_is_cut() -> anyhow::Result<()> {
     // One complete exchange, a pause, then the next head stalls halfway.
-    let origin = Origin::echo().start().await?;
-    let proxy = shop(&origin)
-        .limit("header_read_timeout", "300ms")
-        .limit("idle_timeout", "30s")
-        .start()
-        .await?;
+    let (origin, proxy) = short_head_timeout().await?;
     let mut conn = RawConn::connect(proxy.addr()).await?;
     conn.write(&get_raw()).await?;
     assert_eq!(conn.read_response().await?.status, 200);
