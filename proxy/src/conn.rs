@@ -78,7 +78,9 @@ impl ConnState {
 
     fn on_read(&self, bytes: &[u8]) {
         self.touched.store(true, Ordering::Relaxed);
-        if !self.sniffed.swap(true, Ordering::Relaxed) {
+        // Only this connection's task reads; a load and a store avoid a locked RMW per read.
+        if !self.sniffed.load(Ordering::Relaxed) {
+            self.sniffed.store(true, Ordering::Relaxed);
             if bytes.starts_with(b"PRI * HTTP/2.0") {
                 self.h2.store(true, Ordering::Relaxed);
                 self.head_pending.store(false, Ordering::Relaxed);

@@ -65,7 +65,6 @@ impl Site {
 #[derive(Debug, Default)]
 pub struct SiteTable {
     by_host: HashMap<Box<str>, Arc<Site>>,
-    sites: Vec<Arc<Site>>,
 }
 
 impl SiteTable {
@@ -76,7 +75,6 @@ impl SiteTable {
             for host in &cfg.hosts {
                 table.by_host.insert(host.as_str().into(), site.clone());
             }
-            table.sites.push(site);
         }
         table
     }
@@ -84,9 +82,5 @@ impl SiteTable {
     /// `host` must be canonical (see `portcullis_policy::canonical_host`).
     pub fn lookup(&self, host: &str) -> Option<&Arc<Site>> {
         self.by_host.get(host)
-    }
-
-    pub fn sites(&self) -> &[Arc<Site>] {
-        &self.sites
     }
 }

@@ -95,10 +95,6 @@ impl Proxy {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
-    }
-
     /// Serves until `shutdown` resolves, then drains for at most `grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) {
         let Proxy {

@@ -182,11 +182,6 @@ impl Origin {
             });
         }
     }
-
-    /// Number of idle pooled HTTP/1.1 connections (for tests and diagnostics).
-    pub fn idle_connections(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
 }
 
 /// Where a connection goes back once its response body is done.

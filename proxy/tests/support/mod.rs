@@ -140,7 +140,7 @@ pub(crate) async fn gated_origin(
     Ok(addr)
 }
 
-/// `"addr":"127.0.0.1:1234"` from a JSON log line with the given message.
+/// `"addr":"127.0.0.1:<port>"` from a JSON log line with the given message.
 pub(crate) fn logged_addr(line: &str, message: &str) -> Option<SocketAddr> {
     if !line.contains(&format!("\"message\":\"{message}\"")) {
         return None;
