@@ -44,6 +44,8 @@ pub enum ConfigErrorKind {
     Empty,
     #[error("must be greater than zero")]
     Zero,
+    #[error("{value} is more than the maximum of {max}")]
+    TooLarge { value: u64, max: u64 },
     #[error("{value:?} is not a valid host name")]
     BadHost {
         value: String,

@@ -178,6 +178,11 @@ fn every_error_names_key_and_line() {
             4,
         ),
         (
+            minimal("", "limits:\n  max_connections: 18446744073709551615\n"),
+            "limits.max_connections: 18446744073709551615 is more than the maximum of 10000000",
+            4,
+        ),
+        (
             minimal("", "").replace("a.example", "bad host"),
             "sites[0].hosts[0]: \"bad host\" is not a valid host name",
             5,

@@ -15,6 +15,10 @@ use super::{
     MIN_HEADER_SIZE, OriginConfig, SiteConfig,
 };
 
+/// Upper bound of `limits.max_connections`: far above what one machine holds open, and within
+/// what the connection semaphore can count.
+const MAX_CONNECTIONS: u64 = 10_000_000;
+
 pub(super) struct Validator<'a> {
     pub(super) base: &'a Path,
     pub(super) errors: Vec<ConfigError>,
@@ -181,7 +185,16 @@ impl Validator<'_> {
                 self.err(&n, "limits.max_connections", ConfigErrorKind::Zero);
                 d.max_connections
             }
-            Some(n) => usize::try_from(n.value).unwrap_or(usize::MAX),
+            // The connection semaphore (and the drain that waits on it) counts in u32.
+            Some(n) if n.value > MAX_CONNECTIONS => {
+                let kind = ConfigErrorKind::TooLarge {
+                    value: n.value,
+                    max: MAX_CONNECTIONS,
+                };
+                self.err(&n, "limits.max_connections", kind);
+                d.max_connections
+            }
+            Some(n) => usize::try_from(n.value).unwrap_or(d.max_connections),
             None => d.max_connections,
         };
         let max_request_body = match max_request_body {
