@@ -9,13 +9,12 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-
 use crate::complete::Completion;
+use crate::h1::io::ClientBody;
 use crate::metrics::UpstreamErrorKind;
 use crate::upstream::PooledBody;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 
 /// The client sent more than `limits.max_request_body`.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +28,7 @@ pin_project_lite::pin_project! {
     #[derive(Debug)]
     pub struct RequestBody {
         #[pin]
-        inner: Incoming,
+        inner: ClientBody,
         seen: u64,
         limit: u64,
         counter: prometheus::IntCounter,
@@ -44,7 +43,7 @@ pin_project_lite::pin_project! {
 
 impl RequestBody {
     /// `limit` of `None` means unlimited.
-    pub fn new(inner: Incoming, limit: Option<u64>, counter: prometheus::IntCounter) -> Self {
+    pub fn new(inner: ClientBody, limit: Option<u64>, counter: prometheus::IntCounter) -> Self {
         RequestBody {
             inner,
             seen: 0,
@@ -65,7 +64,7 @@ impl Body for RequestBody {
         let this = self.project();
         let frame = match ready!(this.inner.poll_frame(cx)) {
             Some(Ok(frame)) => frame,
-            Some(Err(e)) => return Poll::Ready(Some(Err(Box::new(e)))),
+            Some(Err(e)) => return Poll::Ready(Some(Err(e))),
             None => return Poll::Ready(None),
         };
         if let Some(data) = frame.data_ref() {

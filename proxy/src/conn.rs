@@ -96,6 +96,11 @@ impl ConnState {
         self.touched.store(true, Ordering::Relaxed);
     }
 
+    /// Something was read or written: the connection is not idle.
+    pub fn touch(&self) {
+        self.touched.store(true, Ordering::Relaxed);
+    }
+
     /// The deadline of a request head still being received, if any. Called when a read would
     /// block; the first such call for a head starts its clock.
     fn head_deadline(&self, header: Duration) -> Option<u64> {
@@ -256,6 +261,69 @@ impl<T: AsyncWrite> AsyncWrite for IdleIo<T> {
             }
         }
         res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream whose first reads return bytes already read from it (the sniffed start of an
+    /// HTTP/2 connection), then continue with the stream itself.
+    #[derive(Debug)]
+    pub struct Rewind<T> {
+        prefix: bytes::Bytes,
+        #[pin]
+        inner: T,
+    }
+}
+
+impl<T> Rewind<T> {
+    pub fn new(prefix: bytes::Bytes, inner: T) -> Self {
+        Rewind { prefix, inner }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Rewind<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        this.inner.poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -35,6 +35,12 @@ pub enum ProxyError {
     UnknownHost,
     #[error("method not allowed on a reverse proxy")]
     MethodNotAllowed,
+    #[error("malformed request head")]
+    MalformedHead(#[source] httparse::Error),
+    #[error("request head larger than limits.max_header_size")]
+    HeadTooLarge,
+    #[error("request uses a transfer coding other than chunked")]
+    UnsupportedTransferCoding,
     #[error("request body larger than the limit")]
     BodyTooLarge,
     #[error("request carries both Content-Length and Transfer-Encoding, or conflicting lengths")]
@@ -74,6 +80,9 @@ impl ProxyError {
             | ProxyError::BadHost(_)
             | ProxyError::UnknownHost
             | ProxyError::MethodNotAllowed
+            | ProxyError::MalformedHead(_)
+            | ProxyError::HeadTooLarge
+            | ProxyError::UnsupportedTransferCoding
             | ProxyError::BodyTooLarge
             | ProxyError::AmbiguousLength
             | ProxyError::ClientBody(_) => ErrorSource::Downstream,
@@ -91,8 +100,11 @@ impl ProxyError {
             | ProxyError::DuplicateHost
             | ProxyError::HostMismatch
             | ProxyError::BadHost(_)
+            | ProxyError::MalformedHead(_)
             | ProxyError::AmbiguousLength
             | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             ProxyError::UnknownHost => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -117,6 +129,9 @@ impl ProxyError {
             | ProxyError::BadHost(_)
             | ProxyError::UnknownHost
             | ProxyError::MethodNotAllowed
+            | ProxyError::MalformedHead(_)
+            | ProxyError::HeadTooLarge
+            | ProxyError::UnsupportedTransferCoding
             | ProxyError::BodyTooLarge
             | ProxyError::AmbiguousLength
             | ProxyError::ClientBody(_)
@@ -146,7 +161,12 @@ impl ProxyError {
         h.insert("x-request-id", request_id.clone());
         if matches!(
             self,
-            ProxyError::BodyTooLarge | ProxyError::AmbiguousLength | ProxyError::ClientBody(_)
+            ProxyError::BodyTooLarge
+                | ProxyError::AmbiguousLength
+                | ProxyError::ClientBody(_)
+                | ProxyError::MalformedHead(_)
+                | ProxyError::HeadTooLarge
+                | ProxyError::UnsupportedTransferCoding
         ) {
             // The rest of the request body is unread; the connection cannot be reused safely.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -175,6 +195,17 @@ mod tests {
             (ProxyError::MethodNotAllowed, 405, ErrorSource::Downstream),
             (ProxyError::BodyTooLarge, 413, ErrorSource::Downstream),
             (ProxyError::AmbiguousLength, 400, ErrorSource::Downstream),
+            (
+                ProxyError::MalformedHead(httparse::Error::Token),
+                400,
+                ErrorSource::Downstream,
+            ),
+            (ProxyError::HeadTooLarge, 431, ErrorSource::Downstream),
+            (
+                ProxyError::UnsupportedTransferCoding,
+                501,
+                ErrorSource::Downstream,
+            ),
             (
                 ProxyError::UpstreamConnect {
                     origin: "o".into(),

@@ -9,7 +9,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 
 use crate::body::{BodyTooLarge, RequestBody, ResponseBody};
 use crate::error::ProxyError;
@@ -195,13 +194,13 @@ fn header_value(s: &str) -> Result<HeaderValue, ProxyError> {
 pub async fn forward(
     site: &Site,
     mut req: Request<RequestBody>,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: bool,
 ) -> Result<(Response<ResponseBody>, http::uri::Authority), ProxyError> {
     let mut origin = site.pick().clone();
     let mut connect_retry = true;
     let mut stale_retry = true;
     // Upgrades need HTTP/1.1 end to end.
-    let h2 = site.h2 && client_upgrade.is_none();
+    let h2 = site.h2 && !client_upgrade;
     loop {
         let (conn, reused) = match origin.checkout(h2, site.connect_timeout).await {
             Ok(c) => c,
@@ -286,22 +285,35 @@ fn classify(e: hyper::Error, origin: &Origin) -> ProxyError {
     }
 }
 
+/// The origin side of an accepted protocol upgrade, handed to the client connection's loop in
+/// the 101 response's extensions; the loop joins the two connections.
+#[derive(Debug, Clone)]
+pub struct OriginUpgrade(Arc<std::sync::Mutex<Option<OnUpgrade>>>);
+
+impl OriginUpgrade {
+    /// The origin's upgraded connection, once.
+    pub fn take(&self) -> Option<OnUpgrade> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 fn finish_response(
     mut resp: Response<Incoming>,
     sender: Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
     origin: Arc<Origin>,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: bool,
 ) -> Response<ResponseBody> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     match (switching, client_upgrade) {
-        (true, Some(client)) => {
+        (true, true) => {
             let origin_side = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(client, origin_side));
             let (mut parts, body) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers, true);
             parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                .extensions
+                .insert(OriginUpgrade(Arc::new(std::sync::Mutex::new(Some(
+                    origin_side,
+                )))));
             // The origin connection now belongs to the tunnel; it never returns to the pool.
             Response::from_parts(parts, ResponseBody::upstream(PooledBody::new(body, None)))
         }
@@ -311,21 +323,6 @@ fn finish_response(
             let ret = sender.map(|s| Return::new(s, origin));
             Response::from_parts(parts, ResponseBody::upstream(PooledBody::new(body, ret)))
         }
-    }
-}
-
-async fn tunnel(client: OnUpgrade, origin: OnUpgrade) {
-    let (client, origin) = match tokio::try_join!(client, origin) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut origin = TokioIo::new(origin);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
-        tracing::debug!(error = %e, "upgraded tunnel ended with an error");
     }
 }
 

@@ -20,6 +20,7 @@ pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod forward;
+pub mod h1;
 pub mod metrics;
 pub mod pipeline;
 pub mod route;

@@ -1,7 +1,10 @@
 //! The request pipeline: the one place where the order of a request's steps is decided.
 //!
 //! ```text
-//!  client request (HTTP/1.1 or h2c; head complete)
+//!  client request: HTTP/1.1 head parsed by h1/parse.rs, or an h2c stream from hyper
+//!    │  (h1: malformed head ─▶ 400; head over max_header_size ─▶ 431; CL+TE, differing
+//!    │   or invalid Content-Length ─▶ 400; a transfer coding other than chunked ─▶ 501;
+//!    │   all answered by `refuse`, and the connection closes)
 //!    │
 //!    ├─ request id, in-flight count                       (conn.rs: idle / header timeouts)
 //!    ├─ method check: CONNECT refused ─────────────────────────────────────────▶ 405
@@ -24,7 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, Request, Response, header};
-use hyper::body::Incoming;
 
 use crate::authority::request_host;
 use crate::body::{RequestBody, ResponseBody};
@@ -33,6 +35,7 @@ use crate::config::Limits;
 use crate::conn::ConnState;
 use crate::error::ProxyError;
 use crate::forward::{ForwardInfo, forward, prepare_request, wants_upgrade};
+use crate::h1::io::ClientBody;
 use crate::metrics::{Metrics, NO_SITE, SiteMetrics};
 use crate::route::{Site, SiteTable};
 
@@ -107,7 +110,7 @@ pub struct ConnCtx {
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnCtx>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
     let start = Instant::now();
     let in_flight = conn.state.request_started();
@@ -160,10 +163,20 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// Answers a request refused before it could enter the pipeline (a malformed HTTP/1.1 head),
+/// counted under the no-site label.
+pub fn refuse(shared: &Shared, conn: &ConnCtx, err: ProxyError) -> Response<ResponseBody> {
+    let request_id = shared.ids.next();
+    tracing::debug!(request_id = ?request_id, client = %conn.peer, error = %err, "request refused");
+    let resp = err.to_response(&request_id);
+    shared.no_site.count_status(resp.status());
+    resp
+}
+
 async fn route_and_forward(
     shared: &Shared,
     conn: &ConnCtx,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     request_id: &HeaderValue,
     log: &mut Option<Box<AccessLog>>,
     site_metrics: &mut Arc<SiteMetrics>,
@@ -188,7 +201,6 @@ async fn route_and_forward(
     }
     check_framing(&req, shared.limits.max_request_body)?;
     let upgrade = wants_upgrade(&req);
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let info = ForwardInfo {
         client_ip: conn.peer.ip(),
         host: &raw_host,
@@ -200,16 +212,14 @@ async fn route_and_forward(
     let limit = shared.limits.max_request_body;
     let req = req.map(|b| RequestBody::new(b, limit, counter));
     let _awaiting = conn.state.awaiting_origin();
-    forward(&site, req, client_upgrade).await
+    forward(&site, req, upgrade).await
 }
 
 /// Refuses conflicting lengths, and bodies announced larger than the limit before a byte of them
 /// is read.
 ///
-/// Content-Length together with Transfer-Encoding never gets here: hyper's HTTP/1 parser drops
-/// the Content-Length, reads the body as chunked and closes the connection after the response
-/// (RFC 9112 §6.1), and the origin receives the body re-framed by us, so the two cannot disagree
-/// about where the request ends.
+/// HTTP/1.1 requests with Content-Length together with Transfer-Encoding never get here: the h1
+/// parser refuses them (RFC 9112 §6.1). HTTP/2 requests may carry a Content-Length, checked here.
 fn check_framing<B>(req: &Request<B>, limit: Option<u64>) -> Result<(), ProxyError> {
     let mut lengths = req.headers().get_all(header::CONTENT_LENGTH).iter();
     let first = lengths.next();

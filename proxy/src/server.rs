@@ -13,16 +13,20 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::admin;
 use crate::config::Config;
-use crate::conn::{ConnState, IdleIo, watchdog};
+use crate::conn::{ConnState, IdleIo, Rewind, watchdog};
+use crate::h1;
+use crate::h1::io::{ClientBody, ClientReader};
 use crate::metrics::Metrics;
 use crate::pipeline::{ConnCtx, Shared, handle};
 use crate::route::SiteTable;
+use bytes::BytesMut;
+use http::Request;
+use hyper::body::Incoming;
 
 /// Errors that stop the proxy from starting.
 #[derive(Debug, thiserror::Error)]
@@ -139,20 +143,11 @@ impl Proxy {
     }
 }
 
-type Builder = auto::Builder<TokioExecutor>;
+type Builder = hyper::server::conn::http2::Builder<TokioExecutor>;
 
 fn server_builder(shared: &Shared) -> Builder {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        // Our own watchdog enforces header_read_timeout and idle_timeout (see conn.rs): hyper's
-        // would also cut idle keep-alive connections at the header timeout.
-        .header_read_timeout(None)
-        // Past this many bytes of request head hyper answers 431.
-        .max_buf_size(shared.limits.max_header_size.max(8192))
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(shared.limits.max_header_size).unwrap_or(u32::MAX));
     b
 }
@@ -201,52 +196,116 @@ async fn serve_connection(
     peer: SocketAddr,
     shared: Arc<Shared>,
     builder: &Builder,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     shared.metrics.connections_total.inc();
     let _active = ActiveConnection::new(&shared.metrics.connections_active);
     let state = ConnState::new();
+    let idle = watchdog(state.clone(), shared.limits.idle_timeout);
+    tokio::select! {
+        () = serve_protocol(stream, peer, shared.clone(), state, builder, stop) => {}
+        () = idle => tracing::debug!(%peer, "closing idle or slow connection"),
+    }
+}
+
+/// Looks at the first bytes: the HTTP/2 preface goes to hyper's HTTP/2 server, anything else to
+/// our HTTP/1.1 engine.
+async fn serve_protocol(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+    builder: &Builder,
+    mut stop: watch::Receiver<bool>,
+) {
     let ctx = Arc::new(ConnCtx {
         peer,
         state: state.clone(),
     });
-    let io = TokioIo::new(IdleIo::new(
-        stream,
-        state.clone(),
-        shared.limits.header_read_timeout,
-    ));
-    let svc_shared = shared.clone();
-    let service = service_fn(move |req| handle(svc_shared.clone(), ctx.clone(), req));
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    let mut conn = std::pin::pin!(conn);
-    let limits = &shared.limits;
-    let mut idle = std::pin::pin!(watchdog(state, limits.idle_timeout));
-    let mut draining = *stop.borrow();
-    if draining {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
-                }
-                break;
-            }
-            () = idle.as_mut() => {
-                tracing::debug!(%peer, "closing idle or slow connection");
-                break;
-            }
-            r = stop.changed(), if !draining => {
-                // Finish the request in flight (HTTP/1.1) or the open streams (GOAWAY for h2),
-                // then close. A closed channel means the proxy is gone: drain as well.
-                let _ = r;
-                draining = true;
+    let header_timeout = shared.limits.header_read_timeout;
+    let (read, write) = stream.into_split();
+    let mut reader = ClientReader::new(Box::new(read), BytesMut::new(), state.clone());
+    let sniffed = tokio::select! {
+        s = sniff(&mut reader, header_timeout) => s,
+        _ = stop.changed() => return,
+    };
+    match sniffed {
+        Sniffed::Closed => {}
+        Sniffed::H1 => {
+            h1::serve::serve(
+                reader,
+                IdleIo::new(write, state, header_timeout),
+                shared,
+                ctx,
+                stop,
+            )
+            .await
+        }
+        Sniffed::H2 => {
+            let ClientReader { io, buf, .. } = reader;
+            let io = Rewind::new(buf.freeze(), tokio::io::join(io, write));
+            let io = TokioIo::new(IdleIo::new(io, state, header_timeout));
+            let svc_shared = shared.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                handle(svc_shared.clone(), ctx.clone(), req.map(ClientBody::H2))
+            });
+            let conn = builder.serve_connection(io, service);
+            let mut conn = std::pin::pin!(conn);
+            let mut draining = *stop.borrow();
+            if draining {
                 conn.as_mut().graceful_shutdown();
+            }
+            loop {
+                tokio::select! {
+                    res = conn.as_mut() => {
+                        if let Err(e) = res {
+                            tracing::debug!(%peer, error = %e, "h2 client connection ended with an error");
+                        }
+                        break;
+                    }
+                    r = stop.changed(), if !draining => {
+                        // GOAWAY: finish the open streams, then close. A closed channel means
+                        // the proxy is gone: drain as well.
+                        let _ = r;
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
             }
         }
     }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+enum Sniffed {
+    H1,
+    H2,
+    Closed,
+}
+
+/// Reads until the first bytes tell HTTP/1 from the HTTP/2 preface, within the head deadline.
+async fn sniff(reader: &mut ClientReader, header_timeout: Duration) -> Sniffed {
+    let read = async {
+        loop {
+            let n = reader.buf.len().min(H2_PREFACE.len());
+            if reader.buf[..n] != H2_PREFACE[..n] {
+                return Sniffed::H1;
+            }
+            if n == H2_PREFACE.len() {
+                return Sniffed::H2;
+            }
+            match std::future::poll_fn(|cx| reader.poll_fill(cx, h1::io::HEAD_BUFFER)).await {
+                Ok(0) | Err(_) => return Sniffed::Closed,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(header_timeout, read)
+        .await
+        .unwrap_or(Sniffed::Closed)
 }
 
 /// Keeps `portcullis_connections_active` right however a connection task ends.

@@ -76,8 +76,8 @@ impl RawConn {
         Ok(n)
     }
 
-    /// Reads one response: the head, then a `Content-Length` body, or (without one) everything
-    /// until the peer closes.
+    /// Reads one response: the head, then a chunked body, a `Content-Length` body, or (with
+    /// neither) everything until the peer closes.
     pub async fn read_response(&mut self) -> anyhow::Result<RawResponse> {
         let head_end = loop {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -108,8 +108,12 @@ impl RawConn {
             .map(|v| v.parse::<usize>())
             .transpose()
             .context("bad Content-Length")?;
+        let chunked = resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
         match (no_body, len) {
             (true, _) => {}
+            (false, _) if chunked => resp.body = self.read_chunks().await?,
             (false, Some(len)) => {
                 while self.buf.len() < len {
                     if self.fill(READ_TIMEOUT).await? == 0 {
@@ -127,6 +131,56 @@ impl RawConn {
             }
         }
         Ok(resp)
+    }
+
+    /// Same as [`RawConn::read_response`]; says at the call site that the body must be chunked.
+    pub async fn read_chunked_response(&mut self) -> anyhow::Result<RawResponse> {
+        let resp = self.read_response().await?;
+        if !resp
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            bail!("response is not chunked: {}", resp.head);
+        }
+        Ok(resp)
+    }
+
+    /// One CRLF-terminated line, without the CRLF.
+    async fn read_line(&mut self) -> anyhow::Result<String> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 2);
+                return Ok(line);
+            }
+            if self.fill(READ_TIMEOUT).await? == 0 {
+                bail!("connection closed inside a chunked body");
+            }
+        }
+    }
+
+    /// A chunked body, strictly: every chunk's CRLF checked, trailers read and dropped.
+    async fn read_chunks(&mut self) -> anyhow::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.read_line().await?;
+            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                .with_context(|| format!("bad chunk size line {line:?}"))?;
+            if size == 0 {
+                while !self.read_line().await?.is_empty() {}
+                return Ok(body);
+            }
+            while self.buf.len() < size + 2 {
+                if self.fill(READ_TIMEOUT).await? == 0 {
+                    bail!("connection closed inside a chunk");
+                }
+            }
+            if &self.buf[size..size + 2] != b"\r\n" {
+                bail!("chunk data not followed by CRLF");
+            }
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+        }
     }
 
     /// Like [`RawConn::read_response`], but `Ok(None)` when no byte of a response arrives within

@@ -198,9 +198,9 @@ async fn chunked_body_growing_over_the_limit_is_413() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn content_length_with_transfer_encoding_is_read_as_chunked() -> anyhow::Result<()> {
-    // RFC 9112 §6.1: Transfer-Encoding overrides Content-Length; the connection must close
-    // afterwards. The origin gets the chunked body, never a Content-Length that disagrees.
+async fn content_length_with_transfer_encoding_is_400_and_closes() -> anyhow::Result<()> {
+    // RFC 9112 §6.1 lets a server read such a request as chunked; a proxy refuses it instead
+    // (POLICY-SPEC: smuggling shapes are rejected), whichever header comes first, and closes.
     let origin = Origin::echo().start().await?;
     let proxy = shop(&origin).start().await?;
     for raw in [
@@ -214,15 +214,28 @@ async fn content_length_with_transfer_encoding_is_read_as_chunked() -> anyhow::R
         let mut conn = RawConn::connect(proxy.addr()).await?;
         conn.write(raw.as_bytes()).await?;
         let resp = conn.read_response().await?;
-        assert_eq!(resp.status, 200, "{raw:?}: {}", resp.head);
-        let seen: serde_json::Value = serde_json::from_slice(&resp.body)?;
-        assert_eq!(seen["body"], "hello", "{seen}");
+        assert_eq!(resp.status, 400, "{raw:?}: {}", resp.head);
+        assert_eq!(resp.header("connection"), Some("close"));
         assert!(
             conn.closed_within(std::time::Duration::from_secs(10))
                 .await?,
             "the connection stayed open after a CL+TE request"
         );
     }
+    assert_eq!(origin.requests(), 0, "nothing reached the origin");
+    Ok(())
+}
+
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_are_501() -> anyhow::Result<()> {
+    let origin = Origin::echo().start().await?;
+    let proxy = shop(&origin).start().await?;
+    let raw = format!(
+        "POST / HTTP/1.1\r\nHost: {SHOP}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+    );
+    let resp = RawConn::exchange(proxy.addr(), raw.as_bytes()).await?;
+    assert_eq!(resp.status, 501, "{}", resp.head);
+    assert_eq!(origin.requests(), 0);
     Ok(())
 }
 

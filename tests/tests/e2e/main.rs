@@ -13,6 +13,7 @@ mod connections;
 mod drain;
 mod faults;
 mod forwarding;
+mod http1;
 mod load_balancing;
 mod websocket;
 
