@@ -1,10 +1,12 @@
 //! Reload: a good directory replaces the set, a bad one changes nothing; resumption survives.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use portcullis_certs::{CertStore, ReloadSummary, server_config};
 use rustls::HandshakeKind;
 use rustls::client::{Resumption, Tls12Resumption};
+use rustls::server::NoServerSessionStorage;
 use rustls::version::{TLS12, TLS13};
 
 use crate::support::{ALPN, Leaf, TestCa, connect, serve, served_serial, write_pair};
@@ -112,17 +114,34 @@ async fn a_bad_reload_keeps_the_last_good_set_and_names_the_file() {
     assert_eq!(served_serial(&store, "api.example"), Some(good.serial));
 }
 
+/// How the server may resume in a test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ServerState {
+    /// The config as `server_config` builds it: tickets and a session cache.
+    AsBuilt,
+    /// The session cache swapped for no storage, so only tickets can resume: proves the
+    /// ticketer is really wired in.
+    TicketsOnly,
+}
+
 /// First connection is a full handshake; after a reload that replaces the certificate, a second
 /// connection with the same client config resumes.
 async fn resumes_across_reload(
     version: &'static rustls::SupportedProtocolVersion,
     tls12: Tls12Resumption,
+    state: ServerState,
 ) {
     let ca = TestCa::new();
     let dir = tempfile::tempdir().unwrap();
     write_pair(dir.path(), "api", &ca.leaf(&["api.example"]));
     let store = CertStore::load(dir.path(), None).unwrap();
-    let addr = serve(server_config(&store, ALPN).unwrap()).await;
+    let mut config = server_config(&store, ALPN).unwrap();
+    if state == ServerState::TicketsOnly {
+        let mut stateless = (*config).clone();
+        stateless.session_storage = Arc::new(NoServerSessionStorage {});
+        config = Arc::new(stateless);
+    }
+    let addr = serve(config).await;
     let resumption = Resumption::in_memory_sessions(16).tls12_resumption(tls12);
     let client = ca.client(&[version], resumption);
 
@@ -139,31 +158,37 @@ async fn resumes_across_reload(
     assert_eq!(
         second.kind,
         Some(HandshakeKind::Resumed),
-        "{version:?} {tls12:?}"
+        "{version:?} {tls12:?} {state:?}"
     );
     assert_eq!(second.version, Some(version.version));
 }
 
 #[tokio::test]
-async fn tls13_tickets_resume_across_reload() {
-    resumes_across_reload(&TLS13, Tls12Resumption::Disabled).await;
+async fn tls13_resumes_across_reload() {
+    let v = &TLS13;
+    resumes_across_reload(v, Tls12Resumption::Disabled, ServerState::AsBuilt).await;
+    resumes_across_reload(v, Tls12Resumption::Disabled, ServerState::TicketsOnly).await;
 }
 
 #[tokio::test]
 async fn tls12_session_ids_resume_across_reload() {
-    resumes_across_reload(&TLS12, Tls12Resumption::SessionIdOnly).await;
+    let v = &TLS12;
+    resumes_across_reload(v, Tls12Resumption::SessionIdOnly, ServerState::AsBuilt).await;
 }
 
 #[tokio::test]
 async fn tls12_tickets_resume_across_reload() {
-    resumes_across_reload(&TLS12, Tls12Resumption::SessionIdOrTickets).await;
+    let v = &TLS12;
+    let tickets = Tls12Resumption::SessionIdOrTickets;
+    resumes_across_reload(v, tickets, ServerState::AsBuilt).await;
+    resumes_across_reload(v, tickets, ServerState::TicketsOnly).await;
 }
-
-/// Breaks the pair in one way and returns the file the error must name.
-type BreakIt<'a> = Box<dyn Fn() -> PathBuf + 'a>;
 
 /// Writes `contents` to `path` in place (truncate + write) and returns `path`.
 fn write(path: &Path, contents: &str) -> PathBuf {
     std::fs::write(path, contents).unwrap();
     path.to_owned()
 }
+
+/// Breaks the pair in one way and returns the file the error must name.
+type BreakIt<'a> = Box<dyn Fn() -> PathBuf + 'a>;
