@@ -5,6 +5,7 @@
 // fixtures in this binary are test code too, and a failed setup is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod formats;
 mod generate;
 mod lookup;
 mod reload;
