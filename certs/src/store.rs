@@ -1,6 +1,7 @@
 //! The certificate store: the current [`CertSet`] behind one `ArcSwap`, replaced as a whole by a
 //! successful reload and left alone by a failed one.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -73,8 +74,9 @@ pub struct PairSummary {
 
 impl CertStore {
     /// Loads every pair in `dir`. Any bad pair fails the whole load; all problems come back at
-    /// once. `default_cert` (a pair label or a certificate name) serves handshakes whose SNI
-    /// matches nothing, or that carry none.
+    /// once. `default_cert` serves handshakes whose SNI matches nothing, or that carry none; it
+    /// names a pair label (file stem or folder name) or, failing that, one of a pair's names
+    /// (a SAN as written, wildcards included, e.g. `*.shop.example`).
     pub fn load(dir: &Path, default_cert: Option<&str>) -> Result<CertStore, LoadErrors> {
         let set = load_set(dir, default_cert)?;
         tracing::info!(dir = %dir.display(), pairs = set.entries.len(), "certificates loaded");
@@ -156,27 +158,29 @@ pub fn check_dir(dir: &Path, default_cert: Option<&str>) -> Result<Vec<PairSumma
 }
 
 fn diff(old: &CertSet, new: &CertSet) -> ReloadSummary {
-    let find = |set: &CertSet, label: &str| {
+    let by_label = |set: &CertSet| -> HashMap<String, Arc<CertEntry>> {
         set.entries
             .iter()
-            .find(|e| e.label() == label)
-            .map(Arc::clone)
+            .map(|e| (e.label().to_owned(), Arc::clone(e)))
+            .collect()
     };
+    let (before, after) = (by_label(old), by_label(new));
     let mut summary = ReloadSummary {
         pairs: new.entries.len(),
         ..ReloadSummary::default()
     };
+    // Entries are sorted by label, so the lists come out sorted.
     for entry in &new.entries {
-        match find(old, entry.label()) {
+        match before.get(entry.label()) {
             None => summary.added.push(entry.label().to_owned()),
-            Some(before) if before.certified_key().cert != entry.certified_key().cert => {
+            Some(was) if was.certified_key().cert != entry.certified_key().cert => {
                 summary.changed.push(entry.label().to_owned());
             }
             Some(_) => {}
         }
     }
     for entry in &old.entries {
-        if find(new, entry.label()).is_none() {
+        if !after.contains_key(entry.label()) {
             summary.removed.push(entry.label().to_owned());
         }
     }
