@@ -22,7 +22,6 @@ pub struct LoadError {
 
 /// What can be wrong with a certificate directory or one of its pairs.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum LoadErrorKind {
     /// The directory cannot be listed.
     #[error("cannot read the certificate directory")]
@@ -139,7 +138,6 @@ fn write_causes(f: &mut fmt::Formatter<'_>, err: &dyn std::error::Error) -> fmt:
 
 /// Building a rustls server or client config failed.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum TlsConfigError {
     /// rustls refused the provider/version combination or the ticketer failed to start.
     #[error("cannot build the TLS config")]
@@ -192,7 +190,6 @@ pub struct WatchError {
 
 /// Generating dev certificates failed.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum GenerateError {
     /// No host was given.
     #[error("no host names given")]
