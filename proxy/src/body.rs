@@ -10,9 +10,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use crate::complete::Completion;
+use crate::h1::client::OriginBody;
 use crate::h1::io::ClientBody;
 use crate::metrics::UpstreamErrorKind;
-use crate::upstream::PooledBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
@@ -114,7 +114,8 @@ pin_project_lite::pin_project! {
     #[derive(Debug)]
     enum Kind {
         Full { data: Option<Bytes> },
-        Upstream { #[pin] inner: PooledBody },
+        H1 { #[pin] inner: OriginBody },
+        H2 { #[pin] inner: hyper::body::Incoming },
     }
 }
 
@@ -136,9 +137,16 @@ impl ResponseBody {
         }
     }
 
-    pub(crate) fn upstream(inner: PooledBody) -> Self {
+    pub(crate) fn h1(inner: OriginBody) -> Self {
         ResponseBody {
-            kind: Kind::Upstream { inner },
+            kind: Kind::H1 { inner },
+            completion: None,
+        }
+    }
+
+    pub(crate) fn h2(inner: hyper::body::Incoming) -> Self {
+        ResponseBody {
+            kind: Kind::H2 { inner },
             completion: None,
         }
     }
@@ -155,7 +163,7 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -164,7 +172,8 @@ impl Body for ResponseBody {
         let this = self.project();
         let polled = match this.kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Upstream { inner } => inner.poll_frame(cx),
+            KindProj::H1 { inner } => inner.poll_frame(cx).map_err(Into::into),
+            KindProj::H2 { inner } => inner.poll_frame(cx).map_err(Into::into),
         };
         if let Poll::Ready(ref item) = polled {
             match item {
@@ -193,7 +202,8 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full { data } => data.is_none(),
-            Kind::Upstream { inner } => inner.is_end_stream(),
+            Kind::H1 { inner } => inner.is_end_stream(),
+            Kind::H2 { inner } => inner.is_end_stream(),
         }
     }
 
@@ -202,7 +212,8 @@ impl Body for ResponseBody {
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Upstream { inner } => inner.size_hint(),
+            Kind::H1 { inner } => inner.size_hint(),
+            Kind::H2 { inner } => inner.size_hint(),
         }
     }
 }

@@ -46,7 +46,7 @@ pub enum ProxyError {
     #[error("request carries both Content-Length and Transfer-Encoding, or conflicting lengths")]
     AmbiguousLength,
     #[error("client request body failed")]
-    ClientBody(#[source] hyper::Error),
+    ClientBody(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot connect to origin {origin}")]
     UpstreamConnect {
         origin: String,
@@ -59,13 +59,13 @@ pub enum ProxyError {
     UpstreamReset {
         origin: String,
         #[source]
-        source: hyper::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("origin {origin} sent an invalid response")]
     UpstreamProtocol {
         origin: String,
         #[source]
-        source: hyper::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("building the request to the origin failed")]
     Internal(#[source] http::Error),

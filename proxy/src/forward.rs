@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 
 use crate::body::{BodyTooLarge, RequestBody, ResponseBody};
 use crate::error::ProxyError;
+use crate::h1::client::{ExchangeError, Exchanged, H1Conn, OriginBody, exchange, request_framing};
+use crate::h1::write::{Framing, encode_request_head};
 use crate::metrics::UpstreamErrorKind;
 use crate::route::Site;
-use crate::upstream::{Conn, Origin, PooledBody, Return};
+use crate::upstream::{ConnectError, Origin};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -193,42 +193,33 @@ fn header_value(s: &str) -> Result<HeaderValue, ProxyError> {
 /// fresh connection when a pooled keep-alive connection turns out to be dead.
 pub async fn forward(
     site: &Site,
-    mut req: Request<RequestBody>,
-    client_upgrade: bool,
+    req: Request<RequestBody>,
+    upgrade: bool,
 ) -> Result<(Response<ResponseBody>, http::uri::Authority), ProxyError> {
+    // Upgrades need HTTP/1.1 end to end.
+    if site.h2 && !upgrade {
+        return forward_h2(site, req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let framing = request_framing(&body);
+    let mut head = Vec::with_capacity(512);
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    encode_request_head(
+        &mut head,
+        &parts.method,
+        target,
+        &parts.headers,
+        framing,
+        upgrade,
+    );
+    let mut body = (framing != Framing::None).then_some(body);
     let mut origin = site.pick().clone();
     let mut connect_retry = true;
     let mut stale_retry = true;
-    // Upgrades need HTTP/1.1 end to end.
-    let h2 = site.h2 && !client_upgrade;
     loop {
-        let (conn, reused) = match origin.checkout(h2, site.connect_timeout).await {
-            Ok(c) => c,
-            Err(source) => {
-                site.metrics
-                    .count_upstream_error(UpstreamErrorKind::Connect);
-                origin.mark_down(site.origin_down_for);
-                tracing::warn!(site = %site.name, origin = %origin.url, error = %source, "origin connect failed; marked down");
-                if connect_retry {
-                    if let Some(next) = site.pick_other(&origin) {
-                        connect_retry = false;
-                        origin = next.clone();
-                        continue;
-                    }
-                }
-                return Err(ProxyError::UpstreamConnect {
-                    origin: origin.url.clone(),
-                    source,
-                });
-            }
-        };
+        let mut conn = checkout_h1(site, &mut origin, &mut connect_retry, body.is_some()).await?;
         let sent = Instant::now();
-        let exchange = async {
-            match conn {
-                Conn::H1(mut s) => s.try_send_request(req).await.map(|r| (r, Some(s))),
-                Conn::H2(mut s) => s.try_send_request(req).await.map(|r| (r, None)),
-            }
-        };
+        let exchange = exchange(&mut conn.0, &head, body.take(), framing, &parts.method);
         let result = match tokio::time::timeout(site.response_timeout, exchange).await {
             Ok(r) => r,
             Err(_) => {
@@ -239,14 +230,147 @@ pub async fn forward(
                 });
             }
         };
+        let ex = match result {
+            Ok(ex) => ex,
+            Err(ExchangeError::Unused(_)) if conn.1 && stale_retry => {
+                // A pooled connection the origin had closed: one more try on a fresh one.
+                stale_retry = false;
+                continue;
+            }
+            Err(e) => {
+                let err = classify_h1(e, &origin);
+                if let Some(kind) = err.upstream_kind() {
+                    site.metrics.count_upstream_error(kind);
+                }
+                return Err(err);
+            }
+        };
+        site.metrics
+            .upstream_duration
+            .observe(sent.elapsed().as_secs_f64());
+        let authority = origin.authority.clone();
+        let Exchanged {
+            mut parts,
+            decoder,
+            reusable,
+        } = ex;
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && upgrade;
+        remove_hop_by_hop(&mut parts.headers, switching);
+        let body = if switching {
+            // The origin connection now belongs to the tunnel; it never returns to the pool.
+            parts
+                .extensions
+                .insert(OriginUpgrade(Arc::new(std::sync::Mutex::new(Some(conn.0)))));
+            ResponseBody::empty()
+        } else {
+            ResponseBody::h1(OriginBody::new(conn.0, decoder, reusable.then_some(origin)))
+        };
+        return Ok((Response::from_parts(parts, body), authority));
+    }
+}
+
+/// A connection for `origin`, moving to another origin after a connect failure (see
+/// [`after_connect_failure`]).
+async fn checkout_h1(
+    site: &Site,
+    origin: &mut Arc<Origin>,
+    connect_retry: &mut bool,
+    probe: bool,
+) -> Result<(H1Conn, bool), ProxyError> {
+    loop {
+        match origin.checkout_h1(probe, site.connect_timeout).await {
+            Ok(c) => return Ok(c),
+            Err(source) => after_connect_failure(site, origin, connect_retry, source)?,
+        }
+    }
+}
+
+/// Counts a connect failure and marks the origin down; then moves to another origin once
+/// (`Ok`: try again), or gives up with 502.
+fn after_connect_failure(
+    site: &Site,
+    origin: &mut Arc<Origin>,
+    connect_retry: &mut bool,
+    source: ConnectError,
+) -> Result<(), ProxyError> {
+    site.metrics
+        .count_upstream_error(UpstreamErrorKind::Connect);
+    origin.mark_down(site.origin_down_for);
+    tracing::warn!(site = %site.name, origin = %origin.url, error = %source, "origin connect failed; marked down");
+    if *connect_retry {
+        if let Some(next) = site.pick_other(origin) {
+            *connect_retry = false;
+            *origin = next.clone();
+            return Ok(());
+        }
+    }
+    Err(ProxyError::UpstreamConnect {
+        origin: origin.url.clone(),
+        source,
+    })
+}
+
+fn classify_h1(e: ExchangeError, origin: &Origin) -> ProxyError {
+    let url = origin.url.clone();
+    match e {
+        ExchangeError::Body(source) => {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+            while let Some(c) = cause {
+                if c.is::<BodyTooLarge>() {
+                    return ProxyError::BodyTooLarge;
+                }
+                cause = c.source();
+            }
+            ProxyError::ClientBody(source)
+        }
+        ExchangeError::Protocol(source) => ProxyError::UpstreamProtocol {
+            origin: url,
+            source: source.into(),
+        },
+        ExchangeError::Unused(source) | ExchangeError::Io(source) => ProxyError::UpstreamReset {
+            origin: url,
+            source: source.into(),
+        },
+    }
+}
+
+/// The exchange with an HTTP/2 origin (hyper's client, one shared connection per origin).
+async fn forward_h2(
+    site: &Site,
+    mut req: Request<RequestBody>,
+) -> Result<(Response<ResponseBody>, http::uri::Authority), ProxyError> {
+    let mut origin = site.pick().clone();
+    let mut connect_retry = true;
+    let mut stale_retry = true;
+    loop {
+        let (mut sender, reused) = match origin.checkout_h2(site.connect_timeout).await {
+            Ok(c) => c,
+            Err(source) => {
+                after_connect_failure(site, &mut origin, &mut connect_retry, source)?;
+                continue;
+            }
+        };
+        let sent = Instant::now();
+        let result =
+            match tokio::time::timeout(site.response_timeout, sender.try_send_request(req)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    site.metrics
+                        .count_upstream_error(UpstreamErrorKind::Timeout);
+                    return Err(ProxyError::UpstreamTimeout {
+                        origin: origin.url.clone(),
+                    });
+                }
+            };
         match result {
-            Ok((resp, sender)) => {
+            Ok(resp) => {
                 site.metrics
                     .upstream_duration
                     .observe(sent.elapsed().as_secs_f64());
-                let authority = origin.authority.clone();
-                let resp = finish_response(resp, sender, origin, client_upgrade);
-                return Ok((resp, authority));
+                let (mut parts, body) = resp.into_parts();
+                remove_hop_by_hop(&mut parts.headers, false);
+                let resp = Response::from_parts(parts, ResponseBody::h2(body));
+                return Ok((resp, origin.authority.clone()));
             }
             Err(mut e) => {
                 if let Some(back) = e.take_message() {
@@ -275,54 +399,31 @@ fn classify(e: hyper::Error, origin: &Origin) -> ProxyError {
             }
             cause = c.source();
         }
-        return ProxyError::ClientBody(e);
+        return ProxyError::ClientBody(e.into());
     }
     let origin = origin.url.clone();
     if e.is_parse() || e.is_parse_status() {
-        ProxyError::UpstreamProtocol { origin, source: e }
+        ProxyError::UpstreamProtocol {
+            origin,
+            source: e.into(),
+        }
     } else {
-        ProxyError::UpstreamReset { origin, source: e }
+        ProxyError::UpstreamReset {
+            origin,
+            source: e.into(),
+        }
     }
 }
 
 /// The origin side of an accepted protocol upgrade, handed to the client connection's loop in
 /// the 101 response's extensions; the loop joins the two connections.
 #[derive(Debug, Clone)]
-pub struct OriginUpgrade(Arc<std::sync::Mutex<Option<OnUpgrade>>>);
+pub struct OriginUpgrade(Arc<std::sync::Mutex<Option<H1Conn>>>);
 
 impl OriginUpgrade {
-    /// The origin's upgraded connection, once.
-    pub fn take(&self) -> Option<OnUpgrade> {
+    /// The origin's connection, once.
+    pub fn take(&self) -> Option<H1Conn> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-}
-
-fn finish_response(
-    mut resp: Response<Incoming>,
-    sender: Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
-    origin: Arc<Origin>,
-    client_upgrade: bool,
-) -> Response<ResponseBody> {
-    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    match (switching, client_upgrade) {
-        (true, true) => {
-            let origin_side = hyper::upgrade::on(&mut resp);
-            let (mut parts, body) = resp.into_parts();
-            remove_hop_by_hop(&mut parts.headers, true);
-            parts
-                .extensions
-                .insert(OriginUpgrade(Arc::new(std::sync::Mutex::new(Some(
-                    origin_side,
-                )))));
-            // The origin connection now belongs to the tunnel; it never returns to the pool.
-            Response::from_parts(parts, ResponseBody::upstream(PooledBody::new(body, None)))
-        }
-        (_, _) => {
-            let (mut parts, body) = resp.into_parts();
-            remove_hop_by_hop(&mut parts.headers, false);
-            let ret = sender.map(|s| Return::new(s, origin));
-            Response::from_parts(parts, ResponseBody::upstream(PooledBody::new(body, ret)))
-        }
     }
 }
 

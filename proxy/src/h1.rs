@@ -7,6 +7,7 @@
 //! buffer on an idle connection, refuses every smuggling shape, and writes the response head and
 //! the first body bytes in one `writev`. HTTP/2 (h2c) still goes to hyper (see `server.rs`).
 
+pub mod client;
 pub mod decode;
 pub mod io;
 pub mod parse;

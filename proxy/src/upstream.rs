@@ -5,25 +5,22 @@
 //! origin whatever its method or body, and a reused keep-alive connection that turns out to be
 //! closed gives the request back (hyper's `try_send_request`) for one more try on a fresh one.
 //!
-//! HTTP/1.1 connections are kept in a per-origin LIFO of idle senders and returned when the
-//! response body has been read to its end ([`PooledBody`]); a body dropped early takes its
-//! connection with it. HTTP/2 origins share one multiplexed connection.
+//! HTTP/1.1 connections (our own client, `h1/client.rs`) are kept in a per-origin LIFO of idle
+//! connections and returned when the response body has been read to its end
+//! ([`crate::h1::client::OriginBody`]); a body dropped early takes its connection with it.
+//! HTTP/2 origins share one multiplexed hyper connection.
 
-use std::pin::Pin;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::body::RequestBody;
 use crate::clock::now_ms;
+use crate::h1::client::H1Conn;
 
 /// Idle origin connections older than this are not reused (origins commonly close at 60–75 s).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,15 +51,8 @@ pub struct Origin {
 
 #[derive(Debug)]
 struct IdleConn {
-    sender: http1::SendRequest<RequestBody>,
+    conn: H1Conn,
     since: Instant,
-}
-
-/// A connection ready for one request.
-#[derive(Debug)]
-pub enum Conn {
-    H1(http1::SendRequest<RequestBody>),
-    H2(http2::SendRequest<RequestBody>),
 }
 
 impl Origin {
@@ -94,71 +84,60 @@ impl Origin {
         }
     }
 
-    /// A ready connection: a pooled one when there is one, else a new one.
-    /// Returns whether the connection was reused.
-    pub async fn checkout(
+    /// An HTTP/1.1 connection: the most recently pooled one still fresh, else a new one.
+    /// Returns whether it was reused. `probe`: check a pooled connection is still open first
+    /// (for requests that could not be retried on a fresh one).
+    pub async fn checkout_h1(
         &self,
-        h2: bool,
+        probe: bool,
         connect_timeout: Duration,
-    ) -> Result<(Conn, bool), ConnectError> {
-        if h2 {
-            let cached = self.lock_h2().clone();
-            if let Some(sender) = cached {
-                if !sender.is_closed() {
-                    return Ok((Conn::H2(sender), true));
-                }
+    ) -> Result<(H1Conn, bool), ConnectError> {
+        while let Some(idle) = self.pop_idle() {
+            if idle.since.elapsed() > POOL_IDLE_TIMEOUT || (probe && !idle.conn.looks_alive()) {
+                continue;
             }
-        } else {
-            while let Some(mut idle) = self.pop_idle() {
-                if idle.sender.is_closed() || idle.since.elapsed() > POOL_IDLE_TIMEOUT {
-                    continue;
-                }
-                // A connection returned at end of body may not have been polled back to idle
-                // yet; waiting is bounded because it either becomes ready or closes.
-                if !idle.sender.is_ready() && idle.sender.ready().await.is_err() {
-                    continue;
-                }
-                return Ok((Conn::H1(idle.sender), true));
-            }
+            return Ok((idle.conn, true));
         }
-        let conn = self.connect(h2, connect_timeout).await?;
+        let stream = self.connect_tcp(connect_timeout).await?;
         self.mark_up();
-        Ok((conn, false))
+        Ok((H1Conn::new(stream), false))
     }
 
-    async fn connect(&self, h2: bool, timeout: Duration) -> Result<Conn, ConnectError> {
+    /// The origin's shared HTTP/2 connection, made on first use or after it closed.
+    pub async fn checkout_h2(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<(http2::SendRequest<RequestBody>, bool), ConnectError> {
+        let cached = self.lock_h2().clone();
+        if let Some(sender) = cached {
+            if !sender.is_closed() {
+                return Ok((sender, true));
+            }
+        }
+        let stream = self.connect_tcp(connect_timeout).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnectError::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "origin h2 connection ended");
+            }
+        });
+        *self.lock_h2() = Some(sender.clone());
+        self.mark_up();
+        Ok((sender, false))
+    }
+
+    async fn connect_tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(self.authority.as_str()))
             .await
             .map_err(|_| ConnectError::Timeout(timeout))?
             .map_err(ConnectError::Io)?;
         // Small requests and responses must not wait for Nagle.
         stream.set_nodelay(true).map_err(ConnectError::Io)?;
-        let io = TokioIo::new(stream);
-        if h2 {
-            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .handshake(io)
-                .await
-                .map_err(ConnectError::Handshake)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "origin h2 connection ended");
-                }
-            });
-            *self.lock_h2() = Some(sender.clone());
-            Ok(Conn::H2(sender))
-        } else {
-            let (sender, conn) = http1::Builder::new()
-                .handshake(io)
-                .await
-                .map_err(ConnectError::Handshake)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.with_upgrades().await {
-                    tracing::debug!(error = %e, "origin connection ended");
-                }
-            });
-            Ok(Conn::H1(sender))
-        }
+        Ok(stream)
     }
 
     fn pop_idle(&self) -> Option<IdleConn> {
@@ -170,92 +149,13 @@ impl Origin {
     }
 
     /// Returns an HTTP/1.1 connection whose response has been fully read.
-    fn checkin(&self, sender: http1::SendRequest<RequestBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    pub(crate) fn checkin(&self, conn: H1Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < POOL_MAX_IDLE {
             idle.push(IdleConn {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
-    }
-}
-
-/// Where a connection goes back once its response body is done.
-#[derive(Debug)]
-pub struct Return {
-    sender: http1::SendRequest<RequestBody>,
-    origin: Arc<Origin>,
-}
-
-impl Return {
-    pub fn new(sender: http1::SendRequest<RequestBody>, origin: Arc<Origin>) -> Self {
-        Return { sender, origin }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An origin's response body; hands its connection back to the pool at end of stream.
-    #[derive(Debug)]
-    pub struct PooledBody {
-        #[pin]
-        inner: Incoming,
-        ret: Option<Return>,
-    }
-}
-
-impl PooledBody {
-    pub fn new(inner: Incoming, ret: Option<Return>) -> Self {
-        let mut body = PooledBody { inner, ret };
-        if body.inner.is_end_stream() {
-            body.give_back();
-        }
-        body
-    }
-
-    fn give_back(&mut self) {
-        if let Some(r) = self.ret.take() {
-            r.origin.checkin(r.sender);
-        }
-    }
-}
-
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut this = self.project();
-        let item = ready!(this.inner.as_mut().poll_frame(cx));
-        // Give the connection back as soon as the last byte is known to be in hand: the server
-        // side stops polling at Content-Length and may never ask for the final `None`.
-        let done = match &item {
-            None => true,
-            Some(Ok(_)) => this.inner.is_end_stream(),
-            Some(Err(_)) => {
-                drop(this.ret.take());
-                false
-            }
-        };
-        if done {
-            if let Some(r) = this.ret.take() {
-                r.origin.checkin(r.sender);
-            }
-        }
-        Poll::Ready(item)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -68,8 +68,11 @@ impl ClientReader {
             }
             got.len()
         } else {
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(hint.max(1024));
+            // Body reads ask for up to `hint` (64 KiB); a small leftover of the head buffer
+            // would otherwise turn a large body into many small reads.
+            let want = hint.max(1024);
+            if self.buf.capacity() - self.buf.len() < want.min(16 * 1024) {
+                self.buf.reserve(want);
             }
             ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut self.io),

@@ -21,6 +21,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
+use super::client::into_tunnel;
 use super::io::{ClientBody, ClientReader, H1Body, HEAD_BUFFER};
 use super::parse::{RequestHead, parse_request};
 use super::write::{Framing, encode_response_head, response_framing, write_message};
@@ -260,15 +261,12 @@ async fn upgrade<W>(
     if writer.write_all(head_buf).await.is_err() {
         return;
     }
-    let origin = match origin.await {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::debug!(error = %e, "origin upgrade failed");
-            return;
-        }
-    };
-    let mut origin = hyper_util::rt::TokioIo::new(origin);
+    let (mut origin, from_origin) = into_tunnel(origin);
     let ClientReader { io, buf, .. } = reader;
+    // Bytes either side sent past the upgrade are the tunnel's first bytes.
+    if !from_origin.is_empty() && writer.write_all(&from_origin).await.is_err() {
+        return;
+    }
     if !buf.is_empty() && origin.write_all(&buf).await.is_err() {
         return;
     }
