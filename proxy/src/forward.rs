@@ -49,6 +49,21 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): the fixed set and every header the
 /// `Connection` header names. `Upgrade` survives when `upgrade` is set.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // One pass over the names first: most messages carry none of these, and a removal costs a
+    // hash lookup each.
+    let mut any = false;
+    let mut proxy_named = false;
+    for name in headers.keys() {
+        if is_hop_by_hop(name) {
+            any = true;
+        } else if name.as_str().starts_with("proxy-") {
+            any = true;
+            proxy_named = true;
+        }
+    }
+    if !any {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -75,7 +90,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if !upgrade {
         headers.remove(header::UPGRADE);
     }
-    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
+    if proxy_named {
         let proxy: Vec<HeaderName> = headers
             .keys()
             .filter(|k| k.as_str().starts_with("proxy-"))
@@ -85,6 +100,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(name);
         }
     }
+}
+
+/// The fixed hop-by-hop set (RFC 9110 §7.6.1), `Connection` included.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == KEEP_ALIVE
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
 }
 
 /// What the proxy adds to every forwarded request.
@@ -198,7 +223,8 @@ pub async fn forward(
 ) -> Result<(Response<ResponseBody>, http::uri::Authority), ProxyError> {
     // Upgrades need HTTP/1.1 end to end.
     if site.h2 && !upgrade {
-        return forward_h2(site, req).await;
+        // Boxed: the rarer path keeps its (large) state out of every request's future.
+        return Box::pin(forward_h2(site, req)).await;
     }
     let (parts, body) = req.into_parts();
     let framing = request_framing(&body);

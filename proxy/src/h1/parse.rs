@@ -156,8 +156,12 @@ pub enum ResponseHeadError {
     Framing,
 }
 
+/// Room for the headers the proxy adds to a request (X-Forwarded-*, Via, X-Request-Id), so
+/// adding them does not regrow and rehash the map.
+const ADDED_HEADERS: usize = 6;
+
 fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, ProxyError> {
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut headers = HeaderMap::with_capacity(spans.len() + ADDED_HEADERS);
     for s in spans {
         let name = HeaderName::from_bytes(&head[s.name.0..s.name.1])
             .map_err(|_| ProxyError::MalformedHead(httparse::Error::HeaderName))?;
