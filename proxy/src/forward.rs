@@ -46,49 +46,53 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// The fixed hop-by-hop set (RFC 9110 §7.6.1 and RFC 9112), `Connection` first.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): the fixed set and every header the
 /// `Connection` header names. `Upgrade` survives when `upgrade` is set.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // One pass over the names first: most messages carry none of these, and a removal costs a
-    // hash lookup each.
-    let mut any = false;
+    // One pass over the names, then removals only of what is there: a removal costs a hash
+    // lookup, and most messages carry one of these at most (an origin's `Connection`).
+    let mut present = [false; 6];
     let mut proxy_named = false;
     for name in headers.keys() {
-        if is_hop_by_hop(name) {
-            any = true;
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
         } else if name.as_str().starts_with("proxy-") {
-            any = true;
             proxy_named = true;
         }
     }
-    if !any {
-        return;
-    }
-    if headers.contains_key(header::CONNECTION) {
+    if present[0] {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            // Framing and routing headers are ours to manage, whatever Connection says.
-            .filter(|n| {
-                n != header::HOST
-                    && n != header::CONTENT_LENGTH
-                    && !(upgrade && n == header::UPGRADE)
-            })
+            .map(str::trim)
+            // Connection options that name no header here.
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            // Framing and routing headers are ours to manage, whatever Connection says; the
+            // fixed set goes below anyway.
+            .filter(|n| n != header::HOST && n != header::CONTENT_LENGTH && !HOP_BY_HOP.contains(n))
             .collect();
         for name in named {
             headers.remove(name);
         }
-        headers.remove(header::CONNECTION);
     }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(header::TE);
-    headers.remove(header::TRAILER);
-    headers.remove(header::TRANSFER_ENCODING);
-    if !upgrade {
-        headers.remove(header::UPGRADE);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        let keep = upgrade && *name == header::UPGRADE;
+        if present[i] && !keep {
+            headers.remove(name);
+        }
     }
     if proxy_named {
         let proxy: Vec<HeaderName> = headers
@@ -100,16 +104,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(name);
         }
     }
-}
-
-/// The fixed hop-by-hop set (RFC 9110 §7.6.1), `Connection` included.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == KEEP_ALIVE
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
 }
 
 /// What the proxy adds to every forwarded request.
@@ -131,13 +125,26 @@ pub fn prepare_request<B>(
     let version = req.version();
     let headers = req.headers_mut();
     remove_hop_by_hop(headers, upgrade);
-    for name in SPOOFABLE {
-        headers.remove(name);
+    // One pass over the names instead of a hash lookup per header we might touch.
+    let (mut spoofed, mut has_xff, mut has_via) = (false, false, false);
+    for name in headers.keys() {
+        if name == X_FORWARDED_FOR {
+            has_xff = true;
+        } else if name == header::VIA {
+            has_via = true;
+        } else if SPOOFABLE.contains(name) {
+            spoofed = true;
+        }
+    }
+    if spoofed {
+        for name in SPOOFABLE {
+            headers.remove(name);
+        }
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let xff = if headers.contains_key(X_FORWARDED_FOR) {
+    let xff = if has_xff {
         let xff = format!("{}, {}", joined(headers, &X_FORWARDED_FOR), info.client_ip);
         header_value(&xff)?
     } else {
@@ -152,7 +159,7 @@ pub fn prepare_request<B>(
         Version::HTTP_10 => "1.0 portcullis",
         _ => "1.1 portcullis",
     };
-    if headers.contains_key(header::VIA) {
+    if has_via {
         let v = format!("{}, {via}", joined(headers, &header::VIA));
         headers.insert(header::VIA, header_value(&v)?);
     } else {
@@ -192,19 +199,36 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> String {
     values.join(", ")
 }
 
-/// An IP address as a header value, formatted on the stack (one allocation, not two).
+/// An IP address as a header value, formatted on the stack (one allocation, not two; IPv4
+/// without `fmt`, whose per-octet padding logic showed up in profiles).
 fn ip_value(ip: IpAddr) -> Result<HeaderValue, ProxyError> {
     use std::io::Write as _;
     // The longest IPv6 text form is 45 bytes.
     let mut buf = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    match write!(cursor, "{ip}") {
-        Ok(()) => {
-            let n = cursor.position() as usize;
-            HeaderValue::from_bytes(&buf[..n]).map_err(|e| ProxyError::Internal(e.into()))
+    let n = match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                let mut digits = itoa::Buffer::new();
+                let d = digits.format(octet).as_bytes();
+                buf[n..n + d.len()].copy_from_slice(d);
+                n += d.len();
+            }
+            n
         }
-        Err(_) => header_value(&ip.to_string()),
-    }
+        IpAddr::V6(_) => {
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            if write!(cursor, "{ip}").is_err() {
+                return header_value(&ip.to_string());
+            }
+            cursor.position() as usize
+        }
+    };
+    HeaderValue::from_bytes(&buf[..n]).map_err(|e| ProxyError::Internal(e.into()))
 }
 
 fn header_value(s: &str) -> Result<HeaderValue, ProxyError> {
@@ -478,6 +502,21 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn ip_values_format_like_display() {
+        for ip in [
+            "0.0.0.0",
+            "192.0.2.7",
+            "255.255.255.255",
+            "10.20.3.100",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(parsed).unwrap(), ip);
+        }
     }
 
     #[test]
