@@ -262,6 +262,11 @@ pub async fn forward(
         framing,
         upgrade,
     );
+    // The head is encoded: only the method is still needed (for the response's framing).
+    let http::request::Parts {
+        method, headers, ..
+    } = parts;
+    crate::h1::maps::give(headers);
     let mut body = (framing != Framing::None).then_some(body);
     let mut origin = site.pick().clone();
     let mut connect_retry = true;
@@ -269,7 +274,7 @@ pub async fn forward(
     loop {
         let mut conn = checkout_h1(site, &mut origin, &mut connect_retry, body.is_some()).await?;
         let sent = Instant::now();
-        let exchange = exchange(&mut conn.0, &head, body.take(), framing, &parts.method);
+        let exchange = exchange(&mut conn.0, &head, body.take(), framing, &method);
         let result = match tokio::time::timeout(site.response_timeout, exchange).await {
             Ok(r) => r,
             Err(_) => {

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod decode;
 pub mod io;
+pub mod maps;
 pub mod parse;
 pub mod serve;
 pub mod write;

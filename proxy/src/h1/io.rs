@@ -63,8 +63,9 @@ impl ClientReader {
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
             let got = rb.filled();
             if !got.is_empty() {
-                self.buf = BytesMut::with_capacity(HEAD_BUFFER.max(got.len()));
-                self.buf.extend_from_slice(got);
+                // Exactly what arrived: a small allocation the allocator serves from its
+                // thread cache. A head that came in pieces grows the buffer on the next read.
+                self.buf = BytesMut::from(got);
             }
             got.len()
         } else {

@@ -182,7 +182,7 @@ pub enum ResponseHeadError {
 const ADDED_HEADERS: usize = 6;
 
 fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, ProxyError> {
-    let mut headers = HeaderMap::with_capacity(spans.len() + ADDED_HEADERS);
+    let mut headers = super::maps::take(spans.len() + ADDED_HEADERS);
     for s in spans {
         let name = HeaderName::from_bytes(&head[s.name.0 as usize..s.name.1 as usize])
             .map_err(|_| ProxyError::MalformedHead(httparse::Error::HeaderName))?;

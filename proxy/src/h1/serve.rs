@@ -174,6 +174,7 @@ async fn write_response<W: AsyncWrite + Unpin>(
         keep_alive,
         client,
     );
+    super::maps::give(parts.headers);
     write_message(writer, head_buf, body, framing).await?;
     Ok(keep_alive)
 }
