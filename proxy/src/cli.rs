@@ -17,7 +17,35 @@ pub fn check(path: &Path) -> Result<String, ConfigErrors> {
     let mut out = String::new();
     let _ = writeln!(out, "{}: OK", path.display());
     for l in &cfg.listeners {
-        let _ = writeln!(out, "  listener {} (HTTP/1.1, h2c)", l.address);
+        let kind = match (l.tls, l.redirect_https) {
+            (true, _) => "TLS 1.2/1.3, ALPN h2 and http/1.1",
+            (false, true) => "HTTP/1.1, h2c; redirects to https",
+            (false, false) => "HTTP/1.1, h2c",
+        };
+        let _ = writeln!(out, "  listener {} ({kind})", l.address);
+    }
+    if let Some(tls) = &cfg.tls {
+        // Validation already loaded the directory; list what it holds.
+        let pairs = portcullis_certs::check_dir(&tls.certs_dir, tls.default_cert.as_deref())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  certs    {} ({} pair{}, default {}, handshake timeout {:?})",
+            tls.certs_dir.display(),
+            pairs.len(),
+            if pairs.len() == 1 { "" } else { "s" },
+            tls.default_cert.as_deref().unwrap_or("none"),
+            tls.handshake_timeout
+        );
+        for p in pairs {
+            let _ = writeln!(
+                out,
+                "    {:<16} [{}] expires {} (unix)",
+                p.label,
+                p.names.join(", "),
+                p.not_after
+            );
+        }
     }
     match &cfg.admin {
         Some(a) => {
@@ -42,6 +70,27 @@ pub fn check(path: &Path) -> Result<String, ConfigErrors> {
             origins.join(", "),
             if s.h2 { " (h2)" } else { "" }
         );
+        if let Some(t) = &s.origin_tls {
+            let _ = writeln!(
+                out,
+                "    origin_tls: ca {}, server name {}{}",
+                t.ca_file
+                    .as_ref()
+                    .map_or("webpki roots".into(), |p| p.display().to_string()),
+                t.server_name.as_deref().unwrap_or("from the URL"),
+                if t.insecure_skip_verify {
+                    ", CERTIFICATES NOT VERIFIED"
+                } else {
+                    ""
+                }
+            );
+        }
+        if s.origins.iter().any(|o| o.tls) {
+            let _ = writeln!(
+                out,
+                "    note: https origins validate, but `run` refuses them until origin TLS lands"
+            );
+        }
     }
     Ok(out)
 }

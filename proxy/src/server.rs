@@ -37,6 +37,13 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// Config accepts and validates `https://` origins, but this build cannot forward to them
+    /// yet (it arrives with the origin pool rewrite): refuse to start rather than send the
+    /// traffic in cleartext.
+    #[error(
+        "site {site}: origin {origin} is https://; forwarding to https origins is not implemented yet"
+    )]
+    OriginTlsUnsupported { site: String, origin: String },
 }
 
 /// A bound, not yet serving, proxy instance.
@@ -57,6 +64,14 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
 impl Proxy {
     /// Binds the listeners and the admin address of a validated config.
     pub async fn bind(config: &Config) -> Result<Proxy, ServeError> {
+        for site in &config.sites {
+            if let Some(o) = site.origins.iter().find(|o| o.tls) {
+                return Err(ServeError::OriginTlsUnsupported {
+                    site: site.name.clone(),
+                    origin: o.url.clone(),
+                });
+            }
+        }
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             listeners.push(bind(l.address).await?);

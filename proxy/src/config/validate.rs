@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::raw::{RawAdmin, RawConfig, RawLimits, RawLogging, RawSite, Scalar};
+use super::raw::{RawAdmin, RawConfig, RawLimits, RawListener, RawLogging, RawSite, Scalar};
 use super::units;
 use super::{
     AdminConfig, Config, ConfigError, ConfigErrorKind, Limits, ListenerConfig, Logging,
@@ -29,7 +29,12 @@ fn line<T>(s: &Spanned<T>) -> u32 {
 }
 
 impl Validator<'_> {
-    fn err<T>(&mut self, at: &Spanned<T>, key: impl Into<String>, kind: ConfigErrorKind) {
+    pub(super) fn err<T>(
+        &mut self,
+        at: &Spanned<T>,
+        key: impl Into<String>,
+        kind: ConfigErrorKind,
+    ) {
         self.errors.push(ConfigError {
             file: None,
             line: Some(line(at)),
@@ -44,19 +49,33 @@ impl Validator<'_> {
             admin,
             limits,
             logging,
+            tls,
             sites,
         } = raw;
         let mut seen_addrs: HashMap<SocketAddr, String> = HashMap::new();
         if listeners.value.is_empty() {
             self.err(&listeners, "listeners", ConfigErrorKind::Empty);
         }
-        let mut out_listeners = Vec::new();
-        for (i, l) in listeners.value.iter().enumerate() {
+        let mut checked = Vec::new();
+        for (i, l) in listeners.value.into_iter().enumerate() {
+            let RawListener {
+                address,
+                tls,
+                redirect_https,
+            } = l.value;
             let key = format!("listeners[{i}].address");
-            if let Some(address) = self.address(&l.value.address, &key, &mut seen_addrs) {
-                out_listeners.push(ListenerConfig { address });
+            if let Some(address) = self.address(&address, &key, &mut seen_addrs) {
+                let listener = ListenerConfig {
+                    address,
+                    tls: tls.as_ref().is_some_and(|t| t.value),
+                    redirect_https: redirect_https.as_ref().is_some_and(|r| r.value),
+                };
+                checked.push((listener, tls, redirect_https));
             }
         }
+        self.tls_agreement(&checked, tls.as_ref());
+        let out_listeners = checked.into_iter().map(|(l, _, _)| l).collect();
+        let tls = tls.and_then(|t| self.tls_section(&t));
         let admin = admin.and_then(|a| self.admin(a.value, &mut seen_addrs));
         let limits = limits.map_or_else(Limits::default, |l| self.limits(l.value));
         let logging = logging.map_or_else(Logging::default, |l| self.logging(l.value));
@@ -77,6 +96,7 @@ impl Validator<'_> {
             admin,
             limits,
             logging,
+            tls,
             sites: out_sites,
         }
     }
@@ -145,7 +165,12 @@ impl Validator<'_> {
         })
     }
 
-    fn duration(&mut self, raw: Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        raw: Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
         let Some(raw) = raw else { return default };
         match units::parse_duration(&raw.value) {
             Some(d) => d,
@@ -269,6 +294,7 @@ impl Validator<'_> {
             response_timeout,
             h2,
             origin_down_for,
+            origin_tls,
         } = raw;
         let before = self.errors.len();
         let valid_name = !name.value.is_empty()
@@ -308,9 +334,10 @@ impl Validator<'_> {
         let mut out_origins = Vec::new();
         for (j, o) in origins.value.iter().enumerate() {
             match parse_origin(&o.value) {
-                Ok(authority) => out_origins.push(OriginConfig {
+                Ok((authority, tls)) => out_origins.push(OriginConfig {
                     url: o.value.clone(),
                     authority,
+                    tls,
                 }),
                 Err(reason) => {
                     let kind = ConfigErrorKind::BadOrigin {
@@ -336,6 +363,7 @@ impl Validator<'_> {
             &format!("sites[{i}].origin_down_for"),
             Duration::from_secs(10),
         );
+        let origin_tls = origin_tls.and_then(|t| self.origin_tls(i, &t, &out_origins));
         (self.errors.len() == before).then(|| SiteConfig {
             name: name.value,
             hosts: out_hosts,
@@ -344,6 +372,7 @@ impl Validator<'_> {
             response_timeout,
             h2: h2.is_some_and(|h| h.value),
             origin_down_for,
+            origin_tls,
         })
     }
 
@@ -389,16 +418,14 @@ impl Validator<'_> {
     }
 }
 
-/// `http://host[:port][/]` → `host:port`.
-fn parse_origin(url: &str) -> Result<http::uri::Authority, &'static str> {
+/// `http://host[:port][/]` → `(host:port, false)`; `https://…` → `(host:port, true)`.
+fn parse_origin(url: &str) -> Result<(http::uri::Authority, bool), &'static str> {
     let uri: http::Uri = url.parse().map_err(|_| "not a URL")?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err("https origins are not supported yet; use http://");
-        }
-        _ => return Err("the scheme must be http://"),
-    }
+    let (tls, default_port) = match uri.scheme_str() {
+        Some("http") => (false, 80),
+        Some("https") => (true, 443),
+        _ => return Err("the scheme must be http:// or https://"),
+    };
     let authority = uri.authority().ok_or("missing host")?;
     if authority.as_str().contains('@') {
         return Err("userinfo is not allowed");
@@ -412,7 +439,8 @@ fn parse_origin(url: &str) -> Result<http::uri::Authority, &'static str> {
     let with_port = format!(
         "{}:{}",
         authority.host(),
-        authority.port_u16().unwrap_or(80)
+        authority.port_u16().unwrap_or(default_port)
     );
-    with_port.parse().map_err(|_| "bad host or port")
+    let authority = with_port.parse().map_err(|_| "bad host or port")?;
+    Ok((authority, tls))
 }
