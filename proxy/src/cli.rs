@@ -3,10 +3,12 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, ConfigErrors};
 use crate::server::{Proxy, ServeError};
+use crate::tls::Tls;
 
 pub use crate::config::parse_duration;
 
@@ -98,14 +100,44 @@ pub fn check(path: &Path) -> Result<String, ConfigErrors> {
 /// `portcullis run`: serves until SIGTERM or SIGINT, then drains for at most `grace`.
 pub async fn run(config: &Config, grace: Duration) -> Result<(), ServeError> {
     let proxy = Proxy::bind(config).await?;
+    let tls_addrs = proxy.tls_addrs();
     for addr in proxy.local_addrs() {
-        tracing::info!(%addr, "listening");
+        if tls_addrs.contains(&addr) {
+            tracing::info!(%addr, "tls listening");
+        } else {
+            tracing::info!(%addr, "listening");
+        }
+    }
+    if let Some(tls) = proxy.tls() {
+        tokio::spawn(reload_on_sighup(tls));
     }
     if let Some(addr) = proxy.admin_addr() {
         tracing::info!(%addr, "admin listening");
     }
     proxy.run(shutdown_signal(), grace).await;
     Ok(())
+}
+
+/// Reloads the certificates on every SIGHUP, for as long as the process runs.
+async fn reload_on_sighup(tls: Arc<Tls>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; certificates reload on change only");
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            let tls = tls.clone();
+            // Reading and parsing files blocks; keep it off the request workers.
+            let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Resolves on SIGTERM or SIGINT.
