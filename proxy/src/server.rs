@@ -66,6 +66,8 @@ pub struct Proxy {
     shared: Arc<Shared>,
     admin_state: Arc<admin::AdminState>,
     tls: Option<Arc<Tls>>,
+    /// Started at bind, so a change made once the addresses are known is never missed.
+    cert_watch: Option<portcullis_certs::WatchGuard>,
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -116,6 +118,14 @@ impl Proxy {
             Some(a) => Some(bind(a.address).await?),
             None => None,
         };
+        // Without a watch (e.g. the inotify limit is reached) SIGHUP still reloads.
+        let cert_watch = tls.as_ref().and_then(|t| match t.watch() {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the certificate directory; reload with SIGHUP");
+                None
+            }
+        });
         let sites = SiteTable::new(&config.sites, &metrics);
         let shared = Arc::new(Shared::new(
             sites,
@@ -133,6 +143,7 @@ impl Proxy {
             admin,
             shared,
             admin_state,
+            cert_watch,
             tls,
         })
     }
@@ -172,17 +183,11 @@ impl Proxy {
             admin,
             shared,
             admin_state,
-            tls,
+            // Listeners hold what the connections need; SIGHUP reloads go through `Proxy::tls`.
+            tls: _,
+            // Certificates follow their directory until the proxy stops.
+            cert_watch: _cert_watch,
         } = self;
-        // Certificates follow their directory while the proxy runs. Without a watch (e.g. the
-        // inotify limit is reached) SIGHUP still reloads.
-        let _watch = tls.as_ref().and_then(|t| match t.watch() {
-            Ok(guard) => Some(guard),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch the certificate directory; reload with SIGHUP");
-                None
-            }
-        });
         let (stop_tx, stop_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
         let builder = Arc::new(server_builder(&shared));
