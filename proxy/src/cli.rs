@@ -97,6 +97,44 @@ pub fn check(path: &Path) -> Result<String, ConfigErrors> {
     Ok(out)
 }
 
+/// `portcullis certs generate`: writes a dev CA (or reuses the one in `out`) and a certificate
+/// for `hosts`, and returns what was written and how to trust the CA.
+pub fn certs_generate(
+    hosts: &[String],
+    out: &Path,
+) -> Result<String, portcullis_certs::GenerateError> {
+    let g = portcullis_certs::generate(hosts, out)?;
+    let mut text = String::new();
+    let _ = writeln!(text, "wrote certificate {}", g.cert.display());
+    let _ = writeln!(text, "wrote key         {} (mode 0600)", g.key.display());
+    let _ = writeln!(text, "  covering {}", hosts.join(", "));
+    if g.ca_reused {
+        let _ = writeln!(text, "signed by the existing CA {}", g.ca_cert.display());
+    } else {
+        let _ = writeln!(
+            text,
+            "created a dev CA  {} (its key {} stays private, mode 0600)",
+            g.ca_cert.display(),
+            g.ca_key.display()
+        );
+    }
+    let ca = g.ca_cert.display();
+    let host = hosts.first().map_or("HOST", String::as_str);
+    let _ = write!(
+        text,
+        r#"
+Serve it: set `tls: {{ certs_dir: "{out}" }}` and a listener with `tls: true`.
+Trust the CA (development machines only; anyone with its key can impersonate any site to you):
+  curl:          curl --cacert {ca} https://{host}/
+  Debian/Ubuntu: sudo cp {ca} /usr/local/share/ca-certificates/portcullis-dev-ca.crt && sudo update-ca-certificates
+  macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca}
+  Firefox:       Settings → Privacy & Security → Certificates → View Certificates → Authorities → Import
+"#,
+        out = out.display()
+    );
+    Ok(text)
+}
+
 /// `portcullis run`: serves until SIGTERM or SIGINT, then drains for at most `grace`.
 pub async fn run(config: &Config, grace: Duration) -> Result<(), ServeError> {
     let proxy = Proxy::bind(config).await?;
