@@ -42,10 +42,15 @@ pub fn check(path: &Path) -> Result<String, ConfigErrors> {
         for p in pairs {
             let _ = writeln!(
                 out,
-                "    {:<16} [{}] expires {} (unix)",
+                "    {:<16} [{}] expires {}",
                 p.label,
                 p.names.join(", "),
-                p.not_after
+                u64::try_from(p.not_after).map_or_else(
+                    |_| p.not_after.to_string(),
+                    |secs| httpdate::fmt_http_date(
+                        std::time::UNIX_EPOCH + Duration::from_secs(secs)
+                    )
+                )
             );
         }
     }

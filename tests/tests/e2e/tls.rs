@@ -49,6 +49,16 @@ async fn sni_picks_each_sites_certificate_and_the_wildcard() -> anyhow::Result<(
     ] {
         let stream = client.connect(proxy.tls_addr(), name).await?;
         assert_eq!(peer_leaf(&stream)?, certs.leaf(label)?, "SNI {name}");
+        let conn = stream.get_ref().1;
+        assert_eq!(
+            conn.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        assert_eq!(
+            conn.negotiated_key_exchange_group().map(|g| g.name()),
+            Some(rustls::NamedGroup::X25519MLKEM768),
+            "aws-lc-rs: post-quantum hybrid key exchange"
+        );
         let reply = client
             .h1(proxy.tls_addr(), name)
             .await?
