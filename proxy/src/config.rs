@@ -6,6 +6,7 @@
 //! is validated here.
 
 mod error;
+mod origin;
 mod raw;
 mod tls;
 mod units;

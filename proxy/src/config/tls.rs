@@ -2,11 +2,13 @@
 //! certificate directory is loaded here, so `check` and `run` report certificate problems the
 //! same way), and `sites[].origin_tls`.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::raw::{RawOriginTls, RawTls};
+use super::raw::{RawListener, RawOriginTls, RawTls};
 use super::validate::Validator;
 use super::{ConfigErrorKind, ListenerConfig, OriginConfig, OriginTlsConfig, TlsConfig};
 
@@ -17,6 +19,35 @@ pub(super) type CheckedListener = (ListenerConfig, Option<Spanned<bool>>, Option
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Validator<'_> {
+    /// The listeners, and whether their `tls`/`redirect_https` flags agree with the `tls:`
+    /// section.
+    pub(super) fn listeners(
+        &mut self,
+        raw: Vec<Spanned<RawListener>>,
+        tls: Option<&Spanned<RawTls>>,
+        seen_addrs: &mut HashMap<SocketAddr, String>,
+    ) -> Vec<ListenerConfig> {
+        let mut checked = Vec::new();
+        for (i, l) in raw.into_iter().enumerate() {
+            let RawListener {
+                address,
+                tls,
+                redirect_https,
+            } = l.value;
+            let key = format!("listeners[{i}].address");
+            if let Some(address) = self.address(&address, &key, seen_addrs) {
+                let listener = ListenerConfig {
+                    address,
+                    tls: tls.as_ref().is_some_and(|t| t.value),
+                    redirect_https: redirect_https.as_ref().is_some_and(|r| r.value),
+                };
+                checked.push((listener, tls, redirect_https));
+            }
+        }
+        self.tls_agreement(&checked, tls);
+        checked.into_iter().map(|(l, _, _)| l).collect()
+    }
+
     /// The `tls:` section. The certificate directory must load as the proxy would load it:
     /// each problem becomes its own error naming its file.
     pub(super) fn tls_section(&mut self, raw: &Spanned<RawTls>) -> Option<TlsConfig> {
@@ -67,11 +98,7 @@ impl Validator<'_> {
 
     /// Checks that listeners and the `tls:` section agree. `listeners` holds the raw flags
     /// (with their positions) next to the validated listener.
-    pub(super) fn tls_agreement(
-        &mut self,
-        listeners: &[CheckedListener],
-        tls: Option<&Spanned<RawTls>>,
-    ) {
+    fn tls_agreement(&mut self, listeners: &[CheckedListener], tls: Option<&Spanned<RawTls>>) {
         let any_tls = listeners.iter().any(|(l, _, _)| l.tls);
         for (i, (l, tls_flag, redirect)) in listeners.iter().enumerate() {
             if let (Some(flag), true, None) = (tls_flag, l.tls, tls) {

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::raw::{RawAdmin, RawConfig, RawLimits, RawListener, RawLogging, RawSite, Scalar};
+use super::origin::parse_origin;
+use super::raw::{RawAdmin, RawConfig, RawLimits, RawLogging, RawSite, Scalar};
 use super::units;
 use super::{
-    AdminConfig, Config, ConfigError, ConfigErrorKind, Limits, ListenerConfig, Logging,
-    MIN_HEADER_SIZE, OriginConfig, SiteConfig,
+    AdminConfig, Config, ConfigError, ConfigErrorKind, Limits, Logging, MIN_HEADER_SIZE,
+    OriginConfig, SiteConfig,
 };
 
 /// Upper bound of `limits.max_connections`: far above what one machine holds open, and within
@@ -56,25 +57,7 @@ impl Validator<'_> {
         if listeners.value.is_empty() {
             self.err(&listeners, "listeners", ConfigErrorKind::Empty);
         }
-        let mut checked = Vec::new();
-        for (i, l) in listeners.value.into_iter().enumerate() {
-            let RawListener {
-                address,
-                tls,
-                redirect_https,
-            } = l.value;
-            let key = format!("listeners[{i}].address");
-            if let Some(address) = self.address(&address, &key, &mut seen_addrs) {
-                let listener = ListenerConfig {
-                    address,
-                    tls: tls.as_ref().is_some_and(|t| t.value),
-                    redirect_https: redirect_https.as_ref().is_some_and(|r| r.value),
-                };
-                checked.push((listener, tls, redirect_https));
-            }
-        }
-        self.tls_agreement(&checked, tls.as_ref());
-        let out_listeners = checked.into_iter().map(|(l, _, _)| l).collect();
+        let out_listeners = self.listeners(listeners.value, tls.as_ref(), &mut seen_addrs);
         let tls = tls.and_then(|t| self.tls_section(&t));
         let admin = admin.and_then(|a| self.admin(a.value, &mut seen_addrs));
         let limits = limits.map_or_else(Limits::default, |l| self.limits(l.value));
@@ -101,7 +84,7 @@ impl Validator<'_> {
         }
     }
 
-    fn address(
+    pub(super) fn address(
         &mut self,
         raw: &Spanned<String>,
         key: &str,
@@ -416,31 +399,4 @@ impl Validator<'_> {
         all_hosts.insert(host.clone(), key.to_owned());
         Some(host)
     }
-}
-
-/// `http://host[:port][/]` → `(host:port, false)`; `https://…` → `(host:port, true)`.
-fn parse_origin(url: &str) -> Result<(http::uri::Authority, bool), &'static str> {
-    let uri: http::Uri = url.parse().map_err(|_| "not a URL")?;
-    let (tls, default_port) = match uri.scheme_str() {
-        Some("http") => (false, 80),
-        Some("https") => (true, 443),
-        _ => return Err("the scheme must be http:// or https://"),
-    };
-    let authority = uri.authority().ok_or("missing host")?;
-    if authority.as_str().contains('@') {
-        return Err("userinfo is not allowed");
-    }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err("an origin is scheme://host:port only, without a path or query");
-    }
-    if authority.host().is_empty() {
-        return Err("missing host");
-    }
-    let with_port = format!(
-        "{}:{}",
-        authority.host(),
-        authority.port_u16().unwrap_or(default_port)
-    );
-    let authority = with_port.parse().map_err(|_| "bad host or port")?;
-    Ok((authority, tls))
 }

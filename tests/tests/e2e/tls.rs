@@ -4,6 +4,7 @@
 //! `curl` and `openssl s_client`. Reloads, resumption and metrics are in `tls_reload.rs`.
 
 use http::StatusCode;
+use portcullis_tests::canned::Gate;
 use portcullis_tests::client::get;
 use portcullis_tests::metrics::no_connection_left_open;
 use portcullis_tests::tls::{curl_https, peer_leaf, s_client};
@@ -330,4 +331,52 @@ async fn a_silent_client_is_cut_at_the_handshake_timeout() -> anyhow::Result<()>
     })
     .await?;
     no_connection_left_open(proxy.admin()).await
+}
+
+#[tokio::test]
+async fn handshakes_hold_a_connection_slot_and_drain_covers_tls() -> anyhow::Result<()> {
+    let gate = Gate::new();
+    let origin = Origin::gated(&gate).start().await?;
+    let certs = certs()?;
+    let mut proxy = TestProxy::new()
+        .site(Site::new("a", "a.example").origin(&origin.url()))
+        .tls(certs.dir())
+        .grace(std::time::Duration::from_secs(20))
+        .start()
+        .await?;
+    // A client that has not sent its ClientHello yet is already an open connection.
+    let mut silent = tokio::net::TcpStream::connect(proxy.tls_addr()).await?;
+    let active = |n: f64| {
+        let admin = proxy.admin();
+        move || async move {
+            let scrape = Scrape::fetch(admin).await?;
+            let active = scrape.get("portcullis_connections_active", &[])?;
+            anyhow::ensure!(active == n, "connections_active = {active}");
+            Ok(())
+        }
+    };
+    eventually("the handshake in progress is counted", active(1.0)).await?;
+    let h2 = TlsClient::new(&certs.ca(), ALPN_BOTH)?
+        .h2(proxy.tls_addr(), "a.example")
+        .await?;
+    let in_flight = tokio::spawn(async move { h2.request(get("a.example", "/slow")).await });
+    eventually("the origin holds the request", || async {
+        anyhow::ensure!(origin.requests() == 1);
+        Ok(())
+    })
+    .await?;
+    eventually("both TLS connections are counted", active(2.0)).await?;
+
+    proxy.shutdown();
+    // The unfinished handshake is cut at once; the in-flight HTTP/2 request over TLS finishes.
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(30), silent.read(&mut buf))
+        .await
+        .map_err(|_| anyhow::anyhow!("the drain left the unfinished handshake open"))?
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    gate.open();
+    let reply = in_flight.await??;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    proxy.stopped().await
 }
