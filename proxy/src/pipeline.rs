@@ -245,7 +245,12 @@ async fn route_and_forward(
 
 /// `https://{host}[:{port}]{path?query}`; the port is left out when it is 443.
 fn https_location(host: &str, port: u16, uri: &Uri) -> Result<HeaderValue, ProxyError> {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    // `OPTIONS *` (and anything else not origin-form) goes to the root.
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or("/");
     let location = if port == 443 {
         format!("https://{host}{path}")
     } else {
@@ -283,5 +288,33 @@ fn check_framing<B>(req: &Request<B>, limit: Option<u64>) -> Result<(), ProxyErr
     match limit {
         Some(max) if len > max => Err(ProxyError::BodyTooLarge),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_location_keeps_path_and_query_and_drops_port_443() {
+        let uri: Uri = "/a/b?x=1".parse().unwrap();
+        assert_eq!(
+            https_location("shop.example", 443, &uri).unwrap(),
+            "https://shop.example/a/b?x=1"
+        );
+        assert_eq!(
+            https_location("[::1]", 8443, &uri).unwrap(),
+            "https://[::1]:8443/a/b?x=1"
+        );
+        let absolute: Uri = "http://shop.example:80/p?q".parse().unwrap();
+        assert_eq!(
+            https_location("shop.example", 8443, &absolute).unwrap(),
+            "https://shop.example:8443/p?q"
+        );
+        let star: Uri = "*".parse().unwrap();
+        assert_eq!(
+            https_location("shop.example", 443, &star).unwrap(),
+            "https://shop.example/"
+        );
     }
 }

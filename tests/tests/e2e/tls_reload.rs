@@ -51,8 +51,15 @@ async fn a_replaced_certificate_is_served_without_restart() -> anyhow::Result<()
         .request(get("shop.example", "/"))
         .await?;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reloads(proxy.admin(), "success").await? >= 1.0);
-    assert_eq!(reloads(proxy.admin(), "error").await?, 0.0);
+    // The set is swapped before the reload is counted: the count may trail the handshake.
+    eventually("the reload is counted", || async {
+        let n = reloads(proxy.admin(), "success").await?;
+        anyhow::ensure!(n >= 1.0, "reloads = {n}");
+        Ok(())
+    })
+    .await?;
+    // (No assertion on errors: a watcher reload that falls between the key's rename and the
+    // certificate's sees a mismatched pair, counts an error and keeps the old set, as it must.)
     Ok(())
 }
 
@@ -108,39 +115,44 @@ async fn sighup_reloads_the_certificates_of_the_binary() -> anyhow::Result<()> {
     // Nothing on disk changed, so the watcher stays quiet: only SIGHUP can cause this reload.
     assert_eq!(reloads(proxy.admin(), "success").await?, 0.0);
     proxy.hangup()?;
-    eventually("SIGHUP reloads", || async {
+    eventually("SIGHUP reloads, and says so in the log", || async {
         let n = reloads(proxy.admin(), "success").await?;
         anyhow::ensure!(n == 1.0, "reloads = {n}");
+        // The log is read from the process's stdout by another thread: it may lag the metric.
+        anyhow::ensure!(
+            proxy
+                .output()
+                .iter()
+                .any(|l| l.contains("certificates reloaded (SIGHUP)")),
+            "no reload line yet"
+        );
         Ok(())
     })
     .await?;
-    assert!(
-        proxy
-            .output()
-            .iter()
-            .any(|l| l.contains("certificates reloaded (SIGHUP)")),
-        "{:?}",
-        proxy.output()
-    );
-    // A bad directory on SIGHUP: counted, logged with the file, and the proxy keeps serving.
+    // A bad file (seen by the watcher, then SIGHUP): counted, logged naming the file, and the
+    // proxy keeps serving the last good set.
+    let good = certs.leaf("shop.example")?;
     certs.replace_file("shop.example.key", b"not a key\n")?;
     proxy.hangup()?;
-    eventually("the failed reload is counted", || async {
-        let n = reloads(proxy.admin(), "error").await?;
-        anyhow::ensure!(n >= 1.0, "reload errors = {n}");
-        Ok(())
-    })
+    eventually(
+        "the failed reload is counted and logged naming the file",
+        || async {
+            let n = reloads(proxy.admin(), "error").await?;
+            anyhow::ensure!(n >= 1.0, "reload errors = {n}");
+            anyhow::ensure!(
+                proxy
+                    .output()
+                    .iter()
+                    .any(|l| l.contains("keeping the last good set")
+                        && l.contains("shop.example.key")),
+                "no error line naming the file yet"
+            );
+            Ok(())
+        },
+    )
     .await?;
-    assert!(
-        proxy
-            .output()
-            .iter()
-            .any(|l| l.contains("keeping the last good set") && l.contains("shop.example.key")),
-        "the error names the file: {:?}",
-        proxy.output()
-    );
     let stream = client.connect(proxy.tls_addr(), "shop.example").await?;
-    drop(stream);
+    assert_eq!(peer_leaf(&stream)?, good);
     Ok(())
 }
 
