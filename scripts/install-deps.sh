@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the benchmark smoke need, if any is missing:
-#   curl (HTTP/2-capable client), promtool (package prometheus), wrk, h2load (nghttp2-client),
+#   curl (HTTP/2-capable client), openssl (s_client for the TLS tests), promtool (package
+#   prometheus), wrk, h2load (nghttp2-client),
 #   nginx and haproxy (benchmark peers), taskset (util-linux).
 # Safe to run repeatedly; does nothing when everything is present.
 set -euo pipefail
 
 declare -A pkg_for=(
   [curl]=curl
+  [openssl]=openssl
   [promtool]=prometheus
   [wrk]=wrk
   [h2load]=nghttp2-client

@@ -3,10 +3,12 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, ConfigErrors};
 use crate::server::{Proxy, ServeError};
+use crate::tls::Tls;
 
 pub use crate::config::parse_duration;
 
@@ -17,7 +19,40 @@ pub fn check(path: &Path) -> Result<String, ConfigErrors> {
     let mut out = String::new();
     let _ = writeln!(out, "{}: OK", path.display());
     for l in &cfg.listeners {
-        let _ = writeln!(out, "  listener {} (HTTP/1.1, h2c)", l.address);
+        let kind = match (l.tls, l.redirect_https) {
+            (true, _) => "TLS 1.2/1.3, ALPN h2 and http/1.1",
+            (false, true) => "HTTP/1.1, h2c; redirects to https",
+            (false, false) => "HTTP/1.1, h2c",
+        };
+        let _ = writeln!(out, "  listener {} ({kind})", l.address);
+    }
+    if let Some(tls) = &cfg.tls {
+        // Validation already loaded the directory; list what it holds.
+        let pairs = portcullis_certs::check_dir(&tls.certs_dir, tls.default_cert.as_deref())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  certs    {} ({} pair{}, default {}, handshake timeout {:?})",
+            tls.certs_dir.display(),
+            pairs.len(),
+            if pairs.len() == 1 { "" } else { "s" },
+            tls.default_cert.as_deref().unwrap_or("none"),
+            tls.handshake_timeout
+        );
+        for p in pairs {
+            let _ = writeln!(
+                out,
+                "    {:<16} [{}] expires {}",
+                p.label,
+                p.names.join(", "),
+                u64::try_from(p.not_after).map_or_else(
+                    |_| p.not_after.to_string(),
+                    |secs| httpdate::fmt_http_date(
+                        std::time::UNIX_EPOCH + Duration::from_secs(secs)
+                    )
+                )
+            );
+        }
     }
     match &cfg.admin {
         Some(a) => {
@@ -42,21 +77,110 @@ pub fn check(path: &Path) -> Result<String, ConfigErrors> {
             origins.join(", "),
             if s.h2 { " (h2)" } else { "" }
         );
+        if let Some(t) = &s.origin_tls {
+            let _ = writeln!(
+                out,
+                "    origin_tls: ca {}, server name {}{}",
+                t.ca_file
+                    .as_ref()
+                    .map_or("webpki roots".into(), |p| p.display().to_string()),
+                t.server_name.as_deref().unwrap_or("from the URL"),
+                if t.insecure_skip_verify {
+                    ", CERTIFICATES NOT VERIFIED"
+                } else {
+                    ""
+                }
+            );
+        }
+        if s.origins.iter().any(|o| o.tls) {
+            let _ = writeln!(
+                out,
+                "    note: https origins validate, but `run` refuses them until origin TLS lands"
+            );
+        }
     }
     Ok(out)
+}
+
+/// `portcullis certs generate`: writes a dev CA (or reuses the one in `out`) and a certificate
+/// for `hosts`, and returns what was written and how to trust the CA.
+pub fn certs_generate(
+    hosts: &[String],
+    out: &Path,
+) -> Result<String, portcullis_certs::GenerateError> {
+    let g = portcullis_certs::generate(hosts, out)?;
+    let mut text = String::new();
+    let _ = writeln!(text, "wrote certificate {}", g.cert.display());
+    let _ = writeln!(text, "wrote key         {} (mode 0600)", g.key.display());
+    let _ = writeln!(text, "  covering {}", hosts.join(", "));
+    if g.ca_reused {
+        let _ = writeln!(text, "signed by the existing CA {}", g.ca_cert.display());
+    } else {
+        let _ = writeln!(
+            text,
+            "created a dev CA  {} (its key {} stays private, mode 0600)",
+            g.ca_cert.display(),
+            g.ca_key.display()
+        );
+    }
+    let ca = g.ca_cert.display();
+    let host = hosts.first().map_or("HOST", String::as_str);
+    let _ = write!(
+        text,
+        r#"
+Serve it: set `tls: {{ certs_dir: "{out}" }}` and a listener with `tls: true`.
+Trust the CA (development machines only; anyone with its key can impersonate any site to you):
+  curl:          curl --cacert {ca} https://{host}/
+  Debian/Ubuntu: sudo cp {ca} /usr/local/share/ca-certificates/portcullis-dev-ca.crt && sudo update-ca-certificates
+  macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca}
+  Firefox:       Settings → Privacy & Security → Certificates → View Certificates → Authorities → Import
+"#,
+        out = out.display()
+    );
+    Ok(text)
 }
 
 /// `portcullis run`: serves until SIGTERM or SIGINT, then drains for at most `grace`.
 pub async fn run(config: &Config, grace: Duration) -> Result<(), ServeError> {
     let proxy = Proxy::bind(config).await?;
+    let tls_addrs = proxy.tls_addrs();
     for addr in proxy.local_addrs() {
-        tracing::info!(%addr, "listening");
+        if tls_addrs.contains(&addr) {
+            tracing::info!(%addr, "tls listening");
+        } else {
+            tracing::info!(%addr, "listening");
+        }
+    }
+    if let Some(tls) = proxy.tls() {
+        tokio::spawn(reload_on_sighup(tls));
     }
     if let Some(addr) = proxy.admin_addr() {
         tracing::info!(%addr, "admin listening");
     }
     proxy.run(shutdown_signal(), grace).await;
     Ok(())
+}
+
+/// Reloads the certificates on every SIGHUP, for as long as the process runs.
+async fn reload_on_sighup(tls: Arc<Tls>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; certificates reload on change only");
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            let tls = tls.clone();
+            // Reading and parsing files blocks; keep it off the request workers.
+            let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -6,7 +6,9 @@
 //! is validated here.
 
 mod error;
+mod origin;
 mod raw;
+mod tls;
 mod units;
 mod validate;
 
@@ -29,13 +31,43 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub limits: Limits,
     pub logging: Logging,
+    /// Certificates for the `tls: true` listeners; present exactly when such a listener is.
+    pub tls: Option<TlsConfig>,
     pub sites: Vec<SiteConfig>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
-    /// Plain HTTP: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port.
     pub address: SocketAddr,
+    /// `false`: plain HTTP, HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port.
+    /// `true`: TLS 1.2/1.3, then HTTP/2 or HTTP/1.1 as ALPN decides.
+    pub tls: bool,
+    /// Plain listeners only: answer every request for a known site with a 308 to `https://`.
+    pub redirect_https: bool,
+}
+
+/// The `tls:` section: where the certificates are and how long a handshake may take.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Resolved against the config file's folder; validated (every pair loads) at load time.
+    pub certs_dir: PathBuf,
+    /// Served when the client sends no SNI, or one no certificate covers: a pair label or a
+    /// certificate name.
+    pub default_cert: Option<String>,
+    /// From accepting the TCP connection to the end of the TLS handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// `sites[].origin_tls`: how to verify `https://` origins. Validated and stored; forwarding
+/// over TLS to origins arrives with the origin pool rewrite (see `Proxy::bind`).
+#[derive(Debug, Clone, Default)]
+pub struct OriginTlsConfig {
+    /// Trust anchors (PEM) instead of the webpki roots; resolved against the config's folder.
+    pub ca_file: Option<PathBuf>,
+    /// The name sent as SNI and verified in the origin's certificate, instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Accept any origin certificate. Dangerous; logged loudly.
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -94,14 +126,18 @@ pub struct SiteConfig {
     pub h2: bool,
     /// How long an origin that refused a connection is skipped.
     pub origin_down_for: Duration,
+    /// TLS settings for `https://` origins; `None` when the site has no `origin_tls` key.
+    pub origin_tls: Option<OriginTlsConfig>,
 }
 
 #[derive(Debug, Clone)]
 pub struct OriginConfig {
     /// As written, for logs.
     pub url: String,
-    /// `host:port`, port always present.
+    /// `host:port`, port always present (80 for `http://`, 443 for `https://` by default).
     pub authority: http::uri::Authority,
+    /// Written as `https://`.
+    pub tls: bool,
 }
 
 /// Hard cap on the header block: hyper cannot buffer less than 8 KiB.
@@ -154,3 +190,5 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

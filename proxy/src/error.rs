@@ -33,6 +33,8 @@ pub enum ProxyError {
     BadHost(#[source] portcullis_policy::HostError),
     #[error("no site serves this host")]
     UnknownHost,
+    #[error("this connection's TLS certificate does not cover the requested host")]
+    MisdirectedForCertificate,
     #[error("method not allowed on a reverse proxy")]
     MethodNotAllowed,
     #[error("malformed request head")]
@@ -79,6 +81,7 @@ impl ProxyError {
             | ProxyError::HostMismatch
             | ProxyError::BadHost(_)
             | ProxyError::UnknownHost
+            | ProxyError::MisdirectedForCertificate
             | ProxyError::MethodNotAllowed
             | ProxyError::MalformedHead(_)
             | ProxyError::HeadTooLarge
@@ -105,7 +108,9 @@ impl ProxyError {
             | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
-            ProxyError::UnknownHost => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::UnknownHost | ProxyError::MisdirectedForCertificate => {
+                StatusCode::MISDIRECTED_REQUEST
+            }
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamConnect { .. }
@@ -128,6 +133,7 @@ impl ProxyError {
             | ProxyError::HostMismatch
             | ProxyError::BadHost(_)
             | ProxyError::UnknownHost
+            | ProxyError::MisdirectedForCertificate
             | ProxyError::MethodNotAllowed
             | ProxyError::MalformedHead(_)
             | ProxyError::HeadTooLarge
@@ -192,6 +198,11 @@ mod tests {
                 ErrorSource::Downstream,
             ),
             (ProxyError::UnknownHost, 421, ErrorSource::Downstream),
+            (
+                ProxyError::MisdirectedForCertificate,
+                421,
+                ErrorSource::Downstream,
+            ),
             (ProxyError::MethodNotAllowed, 405, ErrorSource::Downstream),
             (ProxyError::BodyTooLarge, 413, ErrorSource::Downstream),
             (ProxyError::AmbiguousLength, 400, ErrorSource::Downstream),

@@ -113,6 +113,8 @@ pub struct ForwardInfo<'a> {
     /// The authority as the client sent it.
     pub host: &'a HeaderValue,
     pub request_id: &'a HeaderValue,
+    /// The client connection is TLS: `X-Forwarded-Proto: https`.
+    pub https: bool,
 }
 
 /// Rewrites a client request into the request for the origin (headers and target).
@@ -151,7 +153,8 @@ pub fn prepare_request<B>(
         ip_value(info.client_ip)?
     };
     headers.insert(X_FORWARDED_FOR, xff);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if info.https { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     headers.insert(X_FORWARDED_HOST, info.host.clone());
     headers.insert(X_REQUEST_ID, info.request_id.clone());
     let via = match version {
@@ -541,6 +544,7 @@ mod tests {
             client_ip: "192.0.2.7".parse().unwrap(),
             host: &host,
             request_id: &id,
+            https: false,
         };
         prepare_request(&mut req, &info, false, false).unwrap();
         let h = req.headers();
@@ -553,5 +557,12 @@ mod tests {
         assert_eq!(h["x-request-id"], "id1");
         assert!(!h.contains_key("x-original-url"));
         assert!(!h.contains_key("forwarded"));
+        let mut req = Request::builder().uri("/").body(()).unwrap();
+        let info = ForwardInfo {
+            https: true,
+            ..info
+        };
+        prepare_request(&mut req, &info, false, false).unwrap();
+        assert_eq!(req.headers()["x-forwarded-proto"], "https");
     }
 }

@@ -6,6 +6,9 @@
 //! [`upstream`]), configuration ([`config`]), admin endpoints and metrics ([`admin`],
 //! [`metrics`]), and the CLI commands ([`cli`], with the self-contained [`demo`]).
 //!
+//! TLS termination lives in [`tls`] (handshake, SNI, reload); the certificates themselves are
+//! loaded and resolved by `portcullis-certs`.
+//!
 //! What it does not: parse legal orders or canonicalise hosts (`portcullis-policy`, pure), or
 //! load certificates (`portcullis-certs`).
 
@@ -25,6 +28,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod route;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 pub use config::Config;

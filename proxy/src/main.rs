@@ -38,8 +38,27 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Start a built-in origin and the proxy on loopback, and print what to try.
+    /// Start a built-in origin and the proxy on loopback (HTTP and HTTPS), and print what to try.
     Demo,
+    /// Certificate tools.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Write a dev CA (reused when OUT already has one) and a certificate for the given hosts
+    /// into OUT, which can then serve as `tls.certs_dir`. For development only.
+    Generate {
+        /// A DNS name, a `*.` wildcard or an IP address to cover; repeat for more.
+        #[arg(long = "host", value_name = "NAME", required = true)]
+        hosts: Vec<String>,
+        /// The folder to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 fn parse_grace(s: &str) -> Result<Duration, String> {
@@ -104,6 +123,15 @@ fn main() -> ExitCode {
                 .and_then(|rt| Ok(rt.block_on(portcullis::cli::run(&config, grace))?));
             report(result)
         }
+        Command::Certs {
+            command: CertsCommand::Generate { hosts, out },
+        } => match portcullis::cli::certs_generate(&hosts, &out) {
+            Ok(summary) => {
+                print!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(Err(e.into())),
+        },
         Command::Demo => {
             init_logging("info");
             let result =

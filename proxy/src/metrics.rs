@@ -44,6 +44,97 @@ impl UpstreamErrorKind {
     }
 }
 
+/// How a TLS handshake ended; the `result` label of `portcullis_tls_handshakes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeResult {
+    Success,
+    /// The client went away, sent something that is not a ClientHello, offered nothing we
+    /// support (TLS 1.0/1.1, no common cipher), or failed later in the handshake.
+    Error,
+    /// The SNI matched no certificate and there is no default: answered `unrecognized_name`.
+    UnknownSni,
+    /// Not done within `tls.handshake_timeout`.
+    Timeout,
+}
+
+impl HandshakeResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeResult::Success => "success",
+            HandshakeResult::Error => "error",
+            HandshakeResult::UnknownSni => "unknown_sni",
+            HandshakeResult::Timeout => "timeout",
+        }
+    }
+}
+
+/// The negotiated protocol; the `version` label of `portcullis_tls_handshakes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+    /// No version was agreed (every failed handshake).
+    Unknown,
+}
+
+impl TlsVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+            TlsVersion::Unknown => "unknown",
+        }
+    }
+}
+
+/// The TLS families: handshakes, certificate reloads and expiry.
+#[derive(Debug, Clone)]
+pub struct TlsMetrics {
+    cert_expiry: IntGaugeVec,
+    reloads: IntCounterVec,
+    handshakes: IntCounterVec,
+}
+
+impl TlsMetrics {
+    /// Exports every handshake and reload series at zero (for configs with TLS listeners).
+    pub fn init(&self) {
+        for (result, version) in [
+            (HandshakeResult::Success, TlsVersion::Tls12),
+            (HandshakeResult::Success, TlsVersion::Tls13),
+            (HandshakeResult::Error, TlsVersion::Unknown),
+            (HandshakeResult::UnknownSni, TlsVersion::Unknown),
+            (HandshakeResult::Timeout, TlsVersion::Unknown),
+        ] {
+            self.handshakes
+                .with_label_values(&[result.as_str(), version.as_str()]);
+        }
+        for result in ["success", "error"] {
+            self.reloads.with_label_values(&[result]);
+        }
+    }
+
+    pub fn handshake(&self, result: HandshakeResult, version: TlsVersion) {
+        self.handshakes
+            .with_label_values(&[result.as_str(), version.as_str()])
+            .inc();
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Sets the expiry of each loaded pair (by label) and drops the series of pairs that are gone.
+    pub fn set_expiries(&self, pairs: &[(String, i64)], removed: &[String]) {
+        for label in removed {
+            let _ = self.cert_expiry.remove_label_values(&[label]);
+        }
+        for (label, not_after) in pairs {
+            self.cert_expiry.with_label_values(&[label]).set(*not_after);
+        }
+    }
+}
+
 /// All metric families, registered in one registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -56,6 +147,7 @@ pub struct Metrics {
     bytes_received: IntCounterVec,
     pub connections_active: IntGauge,
     pub connections_total: IntCounter,
+    pub tls: TlsMetrics,
 }
 
 /// Label handles of one site, resolved once.
@@ -149,6 +241,29 @@ impl Metrics {
             "portcullis_connections_total",
             "Client connections accepted.",
         ));
+        let tls = TlsMetrics {
+            cert_expiry: must(IntGaugeVec::new(
+                Opts::new(
+                    "portcullis_tls_cert_expiry_timestamp_seconds",
+                    "notAfter of each loaded certificate pair, unix seconds, by pair label.",
+                ),
+                &["name"],
+            )),
+            reloads: must(IntCounterVec::new(
+                Opts::new(
+                    "portcullis_tls_reloads_total",
+                    "Certificate directory reloads (watch or SIGHUP), by result; an error keeps the last good set.",
+                ),
+                &["result"],
+            )),
+            handshakes: must(IntCounterVec::new(
+                Opts::new(
+                    "portcullis_tls_handshakes_total",
+                    "TLS handshakes on client connections, by result and negotiated version.",
+                ),
+                &["result", "version"],
+            )),
+        };
         let build_info = must(IntGaugeVec::new(
             Opts::new("portcullis_build_info", "Build information; always 1."),
             &["version"],
@@ -165,6 +280,9 @@ impl Metrics {
             Box::new(bytes_received.clone()),
             Box::new(connections_active.clone()),
             Box::new(connections_total.clone()),
+            Box::new(tls.cert_expiry.clone()),
+            Box::new(tls.reloads.clone()),
+            Box::new(tls.handshakes.clone()),
             Box::new(build_info),
         ] {
             must(registry.register(c));
@@ -179,6 +297,7 @@ impl Metrics {
             bytes_received,
             connections_active,
             connections_total,
+            tls,
         }
     }
 

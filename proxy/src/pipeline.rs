@@ -1,7 +1,10 @@
 //! The request pipeline: the one place where the order of a request's steps is decided.
 //!
 //! ```text
-//!  client request: HTTP/1.1 head parsed by h1/parse.rs, or an h2c stream from hyper
+//!  connection (server.rs): plain ─▶ sniff h2c preface │ TLS (tls.rs) ─▶ ClientHello: SNI with
+//!    no certificate and no default ─▶ alert unrecognized_name; handshake ─▶ ALPN h2 │ http/1.1
+//!    │
+//!  client request: HTTP/1.1 head parsed by h1/parse.rs, or an HTTP/2 stream from hyper
 //!    │  (h1: malformed head ─▶ 400; head over max_header_size ─▶ 431; CL+TE, differing
 //!    │   or invalid Content-Length ─▶ 400; a transfer coding other than chunked ─▶ 501;
 //!    │   all answered by `refuse`, and the connection closes)
@@ -9,11 +12,14 @@
 //!    ├─ request id, in-flight count                       (conn.rs: idle / header timeouts)
 //!    ├─ method check: CONNECT refused ─────────────────────────────────────────▶ 405
 //!    ├─ canonical host (authority.rs): :authority │ absolute URI │ Host ──────▶ 400 if malformed
+//!    ├─ TLS only: host not covered by the connection's certificate ──────────▶ 421
 //!    ├─ site lookup (route.rs) ────────────────────────────────────────────────▶ 421 if unknown
+//!    ├─ plain listener with redirect_https ─────────▶ 308 https://host[:port]/path?query
 //!    ├─ framing: conflicting Content-Length ─▶ 400; over max_request_body ───────▶ 413
 //!    ├─ [policy decision — legal orders, before any cache]          (policy issue)
 //!    ├─ [cache lookup]                                               (cache issue)
-//!    ├─ rewrite (forward.rs): hop-by-hop out, X-Forwarded-*, Via, X-Request-Id
+//!    ├─ rewrite (forward.rs): hop-by-hop out, X-Forwarded-* (Proto https on TLS), Via,
+//!    │    X-Request-Id
 //!    ├─ forward (forward.rs, upstream.rs): pick origin (round robin, passive health),
 //!    │    pooled connection, retry once on connect failure ─▶ 502 / 504 on failure
 //!    ▼
@@ -26,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Method, Request, Response, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 
 use crate::authority::request_host;
 use crate::body::{RequestBody, ResponseBody};
@@ -38,6 +44,7 @@ use crate::forward::{ForwardInfo, forward, prepare_request, wants_upgrade};
 use crate::h1::io::ClientBody;
 use crate::metrics::{Metrics, NO_SITE, SiteMetrics};
 use crate::route::{Site, SiteTable};
+use crate::tls::TlsInfo;
 
 /// State shared by every connection of one proxy instance.
 #[derive(Debug)]
@@ -104,6 +111,11 @@ impl RequestIds {
 pub struct ConnCtx {
     pub peer: SocketAddr,
     pub state: Arc<ConnState>,
+    /// The TLS facts (certificate, ALPN, version) on a TLS listener; `None` on plain ones.
+    pub tls: Option<TlsInfo>,
+    /// On a plain listener with `redirect_https`: the port of the first TLS listener, where
+    /// every request for a known site is sent with a 308.
+    pub redirect_https: Option<u16>,
 }
 
 /// Handles one request. Never fails: every error becomes a response here.
@@ -140,7 +152,7 @@ pub async fn handle(
     let mut resp = match result {
         Ok((resp, upstream)) => {
             if let Some(l) = log.as_mut() {
-                l.upstream = Some(upstream);
+                l.upstream = upstream;
             }
             resp
         }
@@ -180,24 +192,38 @@ async fn route_and_forward(
     request_id: &HeaderValue,
     log: &mut Option<Box<AccessLog>>,
     site_metrics: &mut Arc<SiteMetrics>,
-) -> Result<(Response<ResponseBody>, http::uri::Authority), ProxyError> {
+) -> Result<(Response<ResponseBody>, Option<http::uri::Authority>), ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
-    let (site, raw_host): (Arc<Site>, HeaderValue) = {
+    let (site, raw_host, redirect): (Arc<Site>, HeaderValue, Option<HeaderValue>) = {
         let host = request_host(&req)?;
         if let Some(l) = log.as_mut() {
             l.host = host.canonical.clone().into_owned();
+        }
+        // RFC 9110 §7.4 / RFC 6066 §3: names on one certificate may share a connection
+        // (coalescing); a name the certificate does not cover was sent to the wrong server.
+        if let Some(tls) = &conn.tls {
+            if !tls.cert.covers(&host.canonical) {
+                return Err(ProxyError::MisdirectedForCertificate);
+            }
         }
         let site = shared
             .sites
             .lookup(&host.canonical)
             .ok_or(ProxyError::UnknownHost)?;
-        (site.clone(), host.raw_value()?)
+        let redirect = conn
+            .redirect_https
+            .map(|port| https_location(&host.canonical, port, req.uri()))
+            .transpose()?;
+        (site.clone(), host.raw_value()?, redirect)
     };
     *site_metrics = site.metrics.clone();
     if let Some(l) = log.as_mut() {
         l.site = site.name.clone();
+    }
+    if let Some(location) = redirect {
+        return Ok((redirect_response(location), None));
     }
     check_framing(&req, shared.limits.max_request_body)?;
     let upgrade = wants_upgrade(&req);
@@ -205,6 +231,7 @@ async fn route_and_forward(
         client_ip: conn.peer.ip(),
         host: &raw_host,
         request_id,
+        https: conn.tls.is_some(),
     };
     // Upgrades go over HTTP/1.1 whatever the site speaks (see forward.rs).
     prepare_request(&mut req, &info, upgrade, site.h2 && !upgrade)?;
@@ -212,7 +239,32 @@ async fn route_and_forward(
     let limit = shared.limits.max_request_body;
     let req = req.map(|b| RequestBody::new(b, limit, counter));
     let _awaiting = conn.state.awaiting_origin();
-    forward(&site, req, upgrade).await
+    let (resp, upstream) = forward(&site, req, upgrade).await?;
+    Ok((resp, Some(upstream)))
+}
+
+/// `https://{host}[:{port}]{path?query}`; the port is left out when it is 443.
+fn https_location(host: &str, port: u16, uri: &Uri) -> Result<HeaderValue, ProxyError> {
+    // `OPTIONS *` (and anything else not origin-form) goes to the root.
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or("/");
+    let location = if port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{port}{path}")
+    };
+    HeaderValue::from_str(&location).map_err(|e| ProxyError::Internal(e.into()))
+}
+
+/// A 308 (method and body are kept on the retry, unlike 301/302).
+fn redirect_response(location: HeaderValue) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::empty());
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    resp.headers_mut().insert(header::LOCATION, location);
+    resp
 }
 
 /// Refuses conflicting lengths, and bodies announced larger than the limit before a byte of them
@@ -236,5 +288,33 @@ fn check_framing<B>(req: &Request<B>, limit: Option<u64>) -> Result<(), ProxyErr
     match limit {
         Some(max) if len > max => Err(ProxyError::BodyTooLarge),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_location_keeps_path_and_query_and_drops_port_443() {
+        let uri: Uri = "/a/b?x=1".parse().unwrap();
+        assert_eq!(
+            https_location("shop.example", 443, &uri).unwrap(),
+            "https://shop.example/a/b?x=1"
+        );
+        assert_eq!(
+            https_location("[::1]", 8443, &uri).unwrap(),
+            "https://[::1]:8443/a/b?x=1"
+        );
+        let absolute: Uri = "http://shop.example:80/p?q".parse().unwrap();
+        assert_eq!(
+            https_location("shop.example", 8443, &absolute).unwrap(),
+            "https://shop.example:8443/p?q"
+        );
+        let star: Uri = "*".parse().unwrap();
+        assert_eq!(
+            https_location("shop.example", 443, &star).unwrap(),
+            "https://shop.example/"
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Listeners and connections: the accept loop with its connection cap, the hyper server builder
-//! (HTTP/1.1 and h2c on one port), per-connection timeouts and the graceful drain.
+//! (HTTP/1.1 and h2c on one port; on TLS listeners HTTP/2 or HTTP/1.1 by ALPN), per-connection
+//! timeouts and the graceful drain. The cap, the gauges, the idle watchdog and the drain cover a
+//! TLS connection from its first byte, handshake included.
 //!
 //! [`Proxy::bind`] binds every socket first (so tests can bind port 0 and read the address back),
 //! and [`Proxy::run`] serves until its shutdown future resolves, then stops accepting and gives
@@ -11,22 +13,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::admin;
 use crate::config::Config;
-use crate::conn::{ConnState, IdleIo, Rewind, watchdog};
-use crate::h1;
-use crate::h1::io::{ClientBody, ClientReader};
 use crate::metrics::Metrics;
-use crate::pipeline::{ConnCtx, Shared, handle};
+use crate::pipeline::Shared;
 use crate::route::SiteTable;
-use bytes::BytesMut;
-use http::Request;
-use hyper::body::Incoming;
+use crate::tls::{Tls, TlsSetupError};
+
+mod connection;
+
+use connection::serve_connection;
 
 /// Errors that stop the proxy from starting.
 #[derive(Debug, thiserror::Error)]
@@ -37,15 +37,37 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// Config accepts and validates `https://` origins, but this build cannot forward to them
+    /// yet (it arrives with the origin pool rewrite): refuse to start rather than send the
+    /// traffic in cleartext.
+    #[error(
+        "site {site}: origin {origin} is https://; forwarding to https origins is not implemented yet"
+    )]
+    OriginTlsUnsupported { site: String, origin: String },
+    #[error("cannot set up TLS")]
+    Tls(#[source] TlsSetupError),
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// HTTP/1.1 and h2c; with `redirect_https`, the port requests are redirected to.
+    Plain {
+        redirect_https: Option<u16>,
+    },
+    Tls(Arc<Tls>),
 }
 
 /// A bound, not yet serving, proxy instance.
 #[derive(Debug)]
 pub struct Proxy {
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Mode)>,
     admin: Option<TcpListener>,
     shared: Arc<Shared>,
     admin_state: Arc<admin::AdminState>,
+    tls: Option<Arc<Tls>>,
+    /// Started at bind, so a change made once the addresses are known is never missed.
+    cert_watch: Option<portcullis_certs::WatchGuard>,
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -57,15 +79,53 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
 impl Proxy {
     /// Binds the listeners and the admin address of a validated config.
     pub async fn bind(config: &Config) -> Result<Proxy, ServeError> {
-        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for site in &config.sites {
+            if let Some(o) = site.origins.iter().find(|o| o.tls) {
+                return Err(ServeError::OriginTlsUnsupported {
+                    site: site.name.clone(),
+                    origin: o.url.clone(),
+                });
+            }
+        }
+        let metrics = Metrics::new();
+        let tls = match &config.tls {
+            Some(t) => Some(Arc::new(
+                Tls::new(t, &metrics.tls).map_err(ServeError::Tls)?,
+            )),
+            None => None,
+        };
+        let mut bound = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
-            listeners.push(bind(l.address).await?);
+            bound.push((bind(l.address).await?, l));
+        }
+        // Redirects go to the first TLS listener's port as bound (port 0 in tests).
+        let https_port = bound
+            .iter()
+            .find(|(_, l)| l.tls)
+            .and_then(|(b, _)| b.local_addr().ok())
+            .map(|a| a.port());
+        let mut listeners = Vec::with_capacity(bound.len());
+        for (listener, l) in bound {
+            let mode = match (&tls, l.tls) {
+                (Some(tls), true) => Mode::Tls(tls.clone()),
+                _ => Mode::Plain {
+                    redirect_https: https_port.filter(|_| l.redirect_https),
+                },
+            };
+            listeners.push((listener, mode));
         }
         let admin = match &config.admin {
             Some(a) => Some(bind(a.address).await?),
             None => None,
         };
-        let metrics = Metrics::new();
+        // Without a watch (e.g. the inotify limit is reached) SIGHUP still reloads.
+        let cert_watch = tls.as_ref().and_then(|t| match t.watch() {
+            Ok(guard) => Some(guard),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the certificate directory; reload with SIGHUP");
+                None
+            }
+        });
         let sites = SiteTable::new(&config.sites, &metrics);
         let shared = Arc::new(Shared::new(
             sites,
@@ -83,6 +143,8 @@ impl Proxy {
             admin,
             shared,
             admin_state,
+            cert_watch,
+            tls,
         })
     }
 
@@ -90,8 +152,23 @@ impl Proxy {
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
+    }
+
+    /// The bound addresses of the TLS listeners, in config order.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|(_, mode)| matches!(mode, Mode::Tls(_)))
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// TLS termination, when the config has TLS listeners: for reloading certificates on
+    /// SIGHUP.
+    pub fn tls(&self) -> Option<Arc<Tls>> {
+        self.tls.clone()
     }
 
     /// The bound admin address, if the config has one.
@@ -106,14 +183,19 @@ impl Proxy {
             admin,
             shared,
             admin_state,
+            // Listeners hold what the connections need; SIGHUP reloads go through `Proxy::tls`.
+            tls: _,
+            // Certificates follow their directory until the proxy stops.
+            cert_watch: _cert_watch,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
         let builder = Arc::new(server_builder(&shared));
         let mut accept_tasks = Vec::new();
-        for listener in listeners {
+        for (listener, mode) in listeners {
             accept_tasks.push(tokio::spawn(accept_loop(
                 listener,
+                mode,
                 shared.clone(),
                 builder.clone(),
                 permits.clone(),
@@ -154,6 +236,7 @@ fn server_builder(shared: &Shared) -> Builder {
 
 async fn accept_loop(
     listener: TcpListener,
+    mode: Mode,
     shared: Arc<Shared>,
     builder: Arc<Builder>,
     permits: Arc<Semaphore>,
@@ -184,142 +267,10 @@ async fn accept_loop(
         let shared = shared.clone();
         let builder = builder.clone();
         let stop = stop.clone();
+        let mode = mode.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, shared, &builder, stop).await;
+            serve_connection(stream, peer, mode, shared, &builder, stop).await;
             drop(permit);
         });
-    }
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    builder: &Builder,
-    stop: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    shared.metrics.connections_total.inc();
-    let _active = ActiveConnection::new(&shared.metrics.connections_active);
-    let state = ConnState::new();
-    let idle = watchdog(state.clone(), shared.limits.idle_timeout);
-    tokio::select! {
-        () = serve_protocol(stream, peer, shared.clone(), state, builder, stop) => {}
-        () = idle => tracing::debug!(%peer, "closing idle or slow connection"),
-    }
-}
-
-/// Looks at the first bytes: the HTTP/2 preface goes to hyper's HTTP/2 server, anything else to
-/// our HTTP/1.1 engine.
-async fn serve_protocol(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    state: Arc<ConnState>,
-    builder: &Builder,
-    mut stop: watch::Receiver<bool>,
-) {
-    let ctx = Arc::new(ConnCtx {
-        peer,
-        state: state.clone(),
-    });
-    let header_timeout = shared.limits.header_read_timeout;
-    let (read, write) = stream.into_split();
-    let mut reader = ClientReader::new(Box::new(read), BytesMut::new(), state.clone());
-    let sniffed = tokio::select! {
-        s = sniff(&mut reader, header_timeout) => s,
-        _ = stop.changed() => return,
-    };
-    match sniffed {
-        Sniffed::Closed => {}
-        Sniffed::H1 => {
-            h1::serve::serve(
-                reader,
-                IdleIo::new(write, state, header_timeout),
-                shared,
-                ctx,
-                stop,
-            )
-            .await
-        }
-        Sniffed::H2 => {
-            let ClientReader { io, buf, .. } = reader;
-            let io = Rewind::new(buf.freeze(), tokio::io::join(io, write));
-            let io = TokioIo::new(IdleIo::new(io, state, header_timeout));
-            let svc_shared = shared.clone();
-            let service = service_fn(move |req: Request<Incoming>| {
-                handle(svc_shared.clone(), ctx.clone(), req.map(ClientBody::H2))
-            });
-            let conn = builder.serve_connection(io, service);
-            let mut conn = std::pin::pin!(conn);
-            let mut draining = *stop.borrow();
-            if draining {
-                conn.as_mut().graceful_shutdown();
-            }
-            loop {
-                tokio::select! {
-                    res = conn.as_mut() => {
-                        if let Err(e) = res {
-                            tracing::debug!(%peer, error = %e, "h2 client connection ended with an error");
-                        }
-                        break;
-                    }
-                    r = stop.changed(), if !draining => {
-                        // GOAWAY: finish the open streams, then close. A closed channel means
-                        // the proxy is gone: drain as well.
-                        let _ = r;
-                        draining = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The HTTP/2 connection preface (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-enum Sniffed {
-    H1,
-    H2,
-    Closed,
-}
-
-/// Reads until the first bytes tell HTTP/1 from the HTTP/2 preface, within the head deadline.
-async fn sniff(reader: &mut ClientReader, header_timeout: Duration) -> Sniffed {
-    let read = async {
-        loop {
-            let n = reader.buf.len().min(H2_PREFACE.len());
-            if reader.buf[..n] != H2_PREFACE[..n] {
-                return Sniffed::H1;
-            }
-            if n == H2_PREFACE.len() {
-                return Sniffed::H2;
-            }
-            match std::future::poll_fn(|cx| reader.poll_fill(cx, h1::io::HEAD_BUFFER)).await {
-                Ok(0) | Err(_) => return Sniffed::Closed,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(header_timeout, read)
-        .await
-        .unwrap_or(Sniffed::Closed)
-}
-
-/// Keeps `portcullis_connections_active` right however a connection task ends.
-struct ActiveConnection<'a>(&'a prometheus::IntGauge);
-
-impl<'a> ActiveConnection<'a> {
-    fn new(gauge: &'a prometheus::IntGauge) -> Self {
-        gauge.inc();
-        ActiveConnection(gauge)
-    }
-}
-
-impl Drop for ActiveConnection<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }

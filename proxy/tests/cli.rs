@@ -203,6 +203,16 @@ async fn demo_starts_and_proxies_a_request() -> anyhow::Result<()> {
             .ok()
     };
     let proxy = wait_line(&rx, &mut seen, |l| url("proxy", l))?;
+    // `  https   https://shop.example:PORT   (...; resolves to IP; CA PATH)`
+    let (https_port, ca) = wait_line(&rx, &mut seen, |l| {
+        let rest = l.trim_start().strip_prefix("https")?.trim_start();
+        let port = rest
+            .strip_prefix("https://shop.example:")?
+            .split_whitespace()
+            .next()?;
+        let ca = rest.split("CA ").nth(1)?.strip_suffix(')')?;
+        Some((port.parse::<u16>().ok()?, ca.to_owned()))
+    })?;
     let admin = wait_line(&rx, &mut seen, |l| url("admin", l))?;
 
     let (status, body) = get(proxy, "shop.example", "/hello").await?;
@@ -218,10 +228,45 @@ async fn demo_starts_and_proxies_a_request() -> anyhow::Result<()> {
     );
     let (status, _) = get(proxy, "unknown.example", "/").await?;
     assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+
+    // HTTPS with the demo's own CA, as the banner suggests (curl: Debian package `curl`).
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--max-time",
+            "20",
+            "--cacert",
+            &ca,
+            "--resolve",
+        ])
+        .arg(format!("shop.example:{https_port}:127.0.0.1"))
+        .args(["-w", "\n%{http_version}"])
+        .arg(format!("https://shop.example:{https_port}/tls"))
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run curl (Debian package `curl`): {e}"))?;
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{body}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(body.contains("/tls") && body.ends_with("\n2"), "{body}");
+    assert!(
+        body.to_ascii_lowercase()
+            .contains("x-forwarded-proto: https"),
+        "{body}"
+    );
+
     let (status, metrics) = get(admin, "admin", "/metrics").await?;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        metrics.contains("portcullis_requests_total{site=\"shop\",status_class=\"2xx\"} 1"),
+        metrics
+            .contains("portcullis_tls_handshakes_total{result=\"success\",version=\"TLSv1.3\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_requests_total{site=\"shop\",status_class=\"2xx\"} 2"),
         "{metrics}"
     );
     Ok(())
@@ -300,5 +345,70 @@ async fn sigterm_drains_the_in_flight_request_then_exits() -> anyhow::Result<()>
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "exit status {status:?}");
+    Ok(())
+}
+
+#[test]
+fn certs_generate_writes_a_pair_that_check_accepts() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certs = dir.path().join("certs");
+    let out = Command::new(BIN)
+        .args([
+            "certs",
+            "generate",
+            "--host",
+            "shop.example",
+            "--host",
+            "*.shop.example",
+        ])
+        .arg("--out")
+        .arg(&certs)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in ["shop.example.crt", "shop.example.key", "ca.pem"] {
+        assert!(certs.join(file).is_file(), "{file} missing");
+        assert!(stdout.contains(file), "the output names {file}: {stdout}");
+    }
+    assert!(
+        stdout.contains("--cacert"),
+        "says how to trust the CA: {stdout}"
+    );
+    let config = dir.path().join("tls.yaml");
+    std::fs::write(
+        &config,
+        "listeners:\n  - address: \"127.0.0.1:0\"\n    redirect_https: true\n  - address: \"127.0.0.1:0\"\n    tls: true\ntls:\n  certs_dir: certs\n  default_cert: shop.example\nsites:\n  - name: shop\n    hosts: [shop.example]\n    origins: [\"http://127.0.0.1:9000\"]\n",
+    )?;
+    let out = check(&config)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("*.shop.example"),
+        "lists the pair's names: {stdout}"
+    );
+
+    // Every bad certificate file is reported, each by name; exit 1.
+    std::fs::write(certs.join("shop.example.key"), "not a key\n")?;
+    std::fs::write(certs.join("extra.crt"), "not a certificate\n")?;
+    let out = check(&config)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for file in ["shop.example.key", "extra.crt"] {
+        let path = certs.join(file);
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("tls.certs_dir: ") && l.contains(&*path.to_string_lossy())),
+            "no line names {file}:\n{stderr}"
+        );
+    }
     Ok(())
 }

@@ -112,8 +112,15 @@ pub struct H1 {
 
 impl H1 {
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<H1> {
-        let stream = connect(addr).await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        H1::handshake(connect(addr).await?).await
+    }
+
+    /// HTTP/1.1 over an already connected stream (e.g. TLS, see [`crate::tls`]).
+    pub async fn handshake<I>(io: I) -> anyhow::Result<H1>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (sender, conn) = http1::handshake(TokioIo::new(io)).await?;
         let conn = tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
@@ -158,13 +165,21 @@ impl H1 {
 pub struct H2 {
     sender: http2::SendRequest<TestBody>,
     _conn: JoinHandle<()>,
+    scheme: &'static str,
 }
 
 impl H2 {
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<H2> {
-        let stream = connect(addr).await?;
+        H2::handshake(connect(addr).await?, "http").await
+    }
+
+    /// HTTP/2 over an already connected stream; `scheme` is `https` over TLS.
+    pub async fn handshake<I>(io: I, scheme: &'static str) -> anyhow::Result<H2>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let (sender, conn) = bounded(DEFAULT_TIMEOUT, "h2 handshake", async {
-            Ok(http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?)
+            Ok(http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await?)
         })
         .await?;
         let conn = tokio::spawn(async move {
@@ -173,11 +188,12 @@ impl H2 {
         Ok(H2 {
             sender,
             _conn: conn,
+            scheme,
         })
     }
 
     /// Sends a request built with [`request`]: its `Host` header becomes the `:authority` of
-    /// an absolute `http://` target, as an HTTP/2 client sends it. Takes `&self`: streams are
+    /// an absolute `http://` (or `https://`) target, as an HTTP/2 client sends it. Takes `&self`: streams are
     /// concurrent.
     pub async fn send(&self, req: Request<TestBody>) -> anyhow::Result<Response<Incoming>> {
         let (mut parts, body) = req.into_parts();
@@ -192,7 +208,7 @@ impl H2 {
                 .map_or("/", |p| p.as_str())
                 .to_owned();
             parts.uri = Uri::builder()
-                .scheme("http")
+                .scheme(self.scheme)
                 .authority(host.to_str()?)
                 .path_and_query(path)
                 .build()?;

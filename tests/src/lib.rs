@@ -14,6 +14,8 @@
 //!   for watching a connection get closed.
 //! - [`metrics`]: a `/metrics` scraper that reads sample values by name and labels, and
 //!   `promtool check metrics`.
+//! - [`tls`]: a certificate directory signed by a test CA, a rustls client trusting it, and
+//!   `curl`/`openssl s_client` runners (a missing tool fails, naming its package).
 //! - [`body`]: bodies generated on the fly (never held in memory) and a byte counter.
 //! - [`eventually`]: bounded retries for conditions that become true asynchronously.
 //!
@@ -28,6 +30,7 @@ pub mod origin;
 pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration;
@@ -39,6 +42,7 @@ pub use origin::{Origin, OriginHandle};
 pub use process::ProxyProcess;
 pub use proxy::{RunningProxy, Site, TestProxy};
 pub use raw::{RawConn, RawResponse};
+pub use tls::{TestCerts, TlsClient};
 
 /// How long [`eventually`] keeps trying. Generous: the 2-core CI machine may be busy compiling.
 const EVENTUALLY_FOR: Duration = Duration::from_secs(10);

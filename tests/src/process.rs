@@ -43,6 +43,7 @@ pub fn binary_path() -> anyhow::Result<PathBuf> {
 pub struct ProxyProcess {
     child: Child,
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     admin: SocketAddr,
     output: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
@@ -82,16 +83,19 @@ impl TestProxy {
         let mut proc = ProxyProcess {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            tls_addr: None,
             admin: SocketAddr::from(([0, 0, 0, 0], 0)),
             output,
             _dir: dir,
         };
         let deadline = Instant::now() + START_TIMEOUT;
-        let (mut addr, mut admin) = (None, None);
-        while addr.is_none() || admin.is_none() {
+        let (mut addr, mut admin, mut tls_addr) = (None, None, None);
+        let want_tls = self.has_tls();
+        while addr.is_none() || admin.is_none() || (want_tls && tls_addr.is_none()) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(Listening::Proxy(a)) => addr = Some(a),
+                Ok(Listening::Tls(a)) => tls_addr = Some(a),
                 Ok(Listening::Admin(a)) => admin = Some(a),
                 Err(_) => bail!(
                     "portcullis did not report its listeners (exit: {:?}); output:\n{}",
@@ -101,6 +105,7 @@ impl TestProxy {
             }
         }
         proc.addr = addr.context("no proxy address")?;
+        proc.tls_addr = tls_addr;
         proc.admin = admin.context("no admin address")?;
         Ok(proc)
     }
@@ -108,6 +113,7 @@ impl TestProxy {
 
 enum Listening {
     Proxy(SocketAddr),
+    Tls(SocketAddr),
     Admin(SocketAddr),
 }
 
@@ -123,6 +129,9 @@ fn drain_stdout(
             match (v["message"].as_str(), addr) {
                 (Some("listening"), Some(a)) => {
                     let _ = listening.send(Listening::Proxy(a));
+                }
+                (Some("tls listening"), Some(a)) => {
+                    let _ = listening.send(Listening::Tls(a));
                 }
                 (Some("admin listening"), Some(a)) => {
                     let _ = listening.send(Listening::Admin(a));
@@ -152,6 +161,19 @@ impl ProxyProcess {
 
     pub fn admin(&self) -> SocketAddr {
         self.admin
+    }
+
+    /// The TLS listener; panics when the config has none (a test set-up mistake).
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addr
+            .unwrap_or_else(|| panic!("this proxy process has no TLS listener: use TestProxy::tls"))
+    }
+
+    /// Sends SIGHUP (reload the certificates).
+    pub fn hangup(&self) -> anyhow::Result<()> {
+        let pid = Pid::from_child(&self.child);
+        kill_process(pid, Signal::HUP).context("sending SIGHUP")?;
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {

@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -80,6 +80,9 @@ pub struct TestProxy {
     admin_token: Option<String>,
     access_log: bool,
     grace: Duration,
+    /// `tls:` keys (`certs_dir` first); a second listener with `tls: true` when set.
+    tls: Vec<(String, String)>,
+    redirect_https: bool,
 }
 
 impl Default for TestProxy {
@@ -98,7 +101,34 @@ impl TestProxy {
             admin_token: None,
             access_log: false,
             grace: Duration::from_secs(5),
+            tls: Vec::new(),
+            redirect_https: false,
         }
+    }
+
+    /// Adds a TLS listener (after the plain one) and the `tls:` section serving the
+    /// certificates in `certs_dir` (see [`crate::tls::TestCerts`]).
+    pub fn tls(mut self, certs_dir: &Path) -> TestProxy {
+        self.tls.insert(
+            0,
+            (
+                "certs_dir".to_owned(),
+                format!("{:?}", certs_dir.display().to_string()),
+            ),
+        );
+        self
+    }
+
+    /// Another `tls:` key, value written verbatim: `.tls_key("default_cert", "a.example")`.
+    pub fn tls_key(mut self, key: &str, value: &str) -> TestProxy {
+        self.tls.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// `redirect_https: true` on the plain listener (needs [`TestProxy::tls`]).
+    pub fn redirect_https(mut self) -> TestProxy {
+        self.redirect_https = true;
+        self
     }
 
     pub fn site(mut self, site: Site) -> TestProxy {
@@ -131,9 +161,23 @@ impl TestProxy {
         self
     }
 
+    /// Whether the config has a TLS listener.
+    pub fn has_tls(&self) -> bool {
+        !self.tls.is_empty()
+    }
+
     /// The config file text.
     pub fn render(&self) -> String {
         let mut y = String::from("listeners:\n  - address: \"127.0.0.1:0\"\n");
+        if self.redirect_https {
+            y.push_str("    redirect_https: true\n");
+        }
+        if !self.tls.is_empty() {
+            y.push_str("  - address: \"127.0.0.1:0\"\n    tls: true\ntls:\n");
+            for (k, v) in &self.tls {
+                let _ = writeln!(y, "  {k}: {v}");
+            }
+        }
         y.push_str("admin:\n  address: \"127.0.0.1:0\"\n");
         if self.admin_token.is_some() {
             y.push_str("  token_file: \"admin.token\"\n");
@@ -189,6 +233,7 @@ impl TestProxy {
             .local_addrs()
             .first()
             .context("the proxy bound no listener")?;
+        let tls_addr = proxy.tls_addrs().first().copied();
         let admin = proxy.admin_addr().context("the proxy bound no admin")?;
         let (tx, rx) = oneshot::channel::<()>();
         let shutdown = async move {
@@ -198,6 +243,7 @@ impl TestProxy {
         let task = tokio::spawn(proxy.run(shutdown, self.grace));
         Ok(RunningProxy {
             addr,
+            tls_addr,
             admin,
             shutdown: Some(tx),
             task: Some(task),
@@ -210,6 +256,7 @@ impl TestProxy {
 #[derive(Debug)]
 pub struct RunningProxy {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     admin: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -220,6 +267,12 @@ impl RunningProxy {
     /// The (first) proxy listener.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS listener; panics when the config has none (a test set-up mistake).
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addr
+            .unwrap_or_else(|| panic!("this test proxy has no TLS listener: use TestProxy::tls"))
     }
 
     /// The admin listener.

@@ -74,6 +74,29 @@ pub enum ConfigErrorKind {
     EmptyToken { path: PathBuf },
     #[error("{value:?} is not a log level (error, warn, info, debug, trace)")]
     BadLevel { value: String },
+    #[error("a listener with tls: true needs the top-level tls: section (certs_dir)")]
+    TlsWithoutSection,
+    #[error("tls: is set but no listener has tls: true (add one, or remove the section)")]
+    TlsSectionUnused,
+    #[error("redirect_https needs a listener with tls: true to redirect to")]
+    RedirectWithoutTls,
+    #[error("redirect_https is for plain listeners; this listener has tls: true")]
+    RedirectOnTls,
+    #[error("{}", path.display())]
+    Certs {
+        /// The certificate file (or the directory) the problem is about.
+        path: PathBuf,
+        #[source]
+        source: portcullis_certs::LoadErrorKind,
+    },
+    #[error("unusable origin TLS settings")]
+    OriginTls(#[source] portcullis_certs::TlsConfigError),
+    #[error("{value:?} is not a DNS name or IP address to verify an origin certificate against")]
+    BadServerName { value: String },
+    #[error("origin_tls is set but no origin of this site is https://")]
+    OriginTlsUnused,
+    #[error("insecure_skip_verify accepts any certificate, so ca_file would be ignored; set one")]
+    InsecureWithCa,
 }
 
 impl fmt::Display for ConfigError {

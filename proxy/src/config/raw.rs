@@ -15,6 +15,8 @@ pub(crate) struct RawConfig {
     pub(crate) limits: Option<Spanned<RawLimits>>,
     #[serde(default)]
     pub(crate) logging: Option<Spanned<RawLogging>>,
+    #[serde(default)]
+    pub(crate) tls: Option<Spanned<RawTls>>,
     pub(crate) sites: Spanned<Vec<Spanned<RawSite>>>,
 }
 
@@ -22,6 +24,31 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawListener {
     pub(crate) address: Spanned<String>,
+    #[serde(default)]
+    pub(crate) tls: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(crate) redirect_https: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) certs_dir: Spanned<String>,
+    #[serde(default)]
+    pub(crate) default_cert: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) handshake_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOriginTls {
+    #[serde(default)]
+    pub(crate) ca_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) server_name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) insecure_skip_verify: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +97,8 @@ pub(crate) struct RawSite {
     pub(crate) h2: Option<Spanned<bool>>,
     #[serde(default)]
     pub(crate) origin_down_for: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) origin_tls: Option<Spanned<RawOriginTls>>,
 }
 
 /// A size may be written as a bare number of bytes or as a string with a unit.

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::origin::parse_origin;
 use super::raw::{RawAdmin, RawConfig, RawLimits, RawLogging, RawSite, Scalar};
 use super::units;
 use super::{
-    AdminConfig, Config, ConfigError, ConfigErrorKind, Limits, ListenerConfig, Logging,
-    MIN_HEADER_SIZE, OriginConfig, SiteConfig,
+    AdminConfig, Config, ConfigError, ConfigErrorKind, Limits, Logging, MIN_HEADER_SIZE,
+    OriginConfig, SiteConfig,
 };
 
 /// Upper bound of `limits.max_connections`: far above what one machine holds open, and within
@@ -29,7 +30,12 @@ fn line<T>(s: &Spanned<T>) -> u32 {
 }
 
 impl Validator<'_> {
-    fn err<T>(&mut self, at: &Spanned<T>, key: impl Into<String>, kind: ConfigErrorKind) {
+    pub(super) fn err<T>(
+        &mut self,
+        at: &Spanned<T>,
+        key: impl Into<String>,
+        kind: ConfigErrorKind,
+    ) {
         self.errors.push(ConfigError {
             file: None,
             line: Some(line(at)),
@@ -44,19 +50,15 @@ impl Validator<'_> {
             admin,
             limits,
             logging,
+            tls,
             sites,
         } = raw;
         let mut seen_addrs: HashMap<SocketAddr, String> = HashMap::new();
         if listeners.value.is_empty() {
             self.err(&listeners, "listeners", ConfigErrorKind::Empty);
         }
-        let mut out_listeners = Vec::new();
-        for (i, l) in listeners.value.iter().enumerate() {
-            let key = format!("listeners[{i}].address");
-            if let Some(address) = self.address(&l.value.address, &key, &mut seen_addrs) {
-                out_listeners.push(ListenerConfig { address });
-            }
-        }
+        let out_listeners = self.listeners(listeners.value, tls.as_ref(), &mut seen_addrs);
+        let tls = tls.and_then(|t| self.tls_section(&t));
         let admin = admin.and_then(|a| self.admin(a.value, &mut seen_addrs));
         let limits = limits.map_or_else(Limits::default, |l| self.limits(l.value));
         let logging = logging.map_or_else(Logging::default, |l| self.logging(l.value));
@@ -77,11 +79,12 @@ impl Validator<'_> {
             admin,
             limits,
             logging,
+            tls,
             sites: out_sites,
         }
     }
 
-    fn address(
+    pub(super) fn address(
         &mut self,
         raw: &Spanned<String>,
         key: &str,
@@ -145,7 +148,12 @@ impl Validator<'_> {
         })
     }
 
-    fn duration(&mut self, raw: Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        raw: Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
         let Some(raw) = raw else { return default };
         match units::parse_duration(&raw.value) {
             Some(d) => d,
@@ -269,6 +277,7 @@ impl Validator<'_> {
             response_timeout,
             h2,
             origin_down_for,
+            origin_tls,
         } = raw;
         let before = self.errors.len();
         let valid_name = !name.value.is_empty()
@@ -308,9 +317,10 @@ impl Validator<'_> {
         let mut out_origins = Vec::new();
         for (j, o) in origins.value.iter().enumerate() {
             match parse_origin(&o.value) {
-                Ok(authority) => out_origins.push(OriginConfig {
+                Ok((authority, tls)) => out_origins.push(OriginConfig {
                     url: o.value.clone(),
                     authority,
+                    tls,
                 }),
                 Err(reason) => {
                     let kind = ConfigErrorKind::BadOrigin {
@@ -336,6 +346,7 @@ impl Validator<'_> {
             &format!("sites[{i}].origin_down_for"),
             Duration::from_secs(10),
         );
+        let origin_tls = origin_tls.and_then(|t| self.origin_tls(i, &t, &out_origins));
         (self.errors.len() == before).then(|| SiteConfig {
             name: name.value,
             hosts: out_hosts,
@@ -344,6 +355,7 @@ impl Validator<'_> {
             response_timeout,
             h2: h2.is_some_and(|h| h.value),
             origin_down_for,
+            origin_tls,
         })
     }
 
@@ -387,32 +399,4 @@ impl Validator<'_> {
         all_hosts.insert(host.clone(), key.to_owned());
         Some(host)
     }
-}
-
-/// `http://host[:port][/]` → `host:port`.
-fn parse_origin(url: &str) -> Result<http::uri::Authority, &'static str> {
-    let uri: http::Uri = url.parse().map_err(|_| "not a URL")?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err("https origins are not supported yet; use http://");
-        }
-        _ => return Err("the scheme must be http://"),
-    }
-    let authority = uri.authority().ok_or("missing host")?;
-    if authority.as_str().contains('@') {
-        return Err("userinfo is not allowed");
-    }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err("an origin is scheme://host:port only, without a path or query");
-    }
-    if authority.host().is_empty() {
-        return Err("missing host");
-    }
-    let with_port = format!(
-        "{}:{}",
-        authority.host(),
-        authority.port_u16().unwrap_or(80)
-    );
-    with_port.parse().map_err(|_| "bad host or port")
 }

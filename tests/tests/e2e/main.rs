@@ -15,6 +15,8 @@ mod faults;
 mod forwarding;
 mod http1;
 mod load_balancing;
+mod tls;
+mod tls_reload;
 mod websocket;
 
 use portcullis_tests::{OriginHandle, Site, TestProxy};
