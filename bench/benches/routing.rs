@@ -33,7 +33,7 @@ fn bench_lookup(c: &mut Criterion) {
             Ok(cfg) => cfg,
             Err(e) => panic!("bench config must be valid: {e:?}"),
         };
-        let table = SiteTable::new(&cfg.sites, &Metrics::new());
+        let table = SiteTable::new(&cfg.sites, &Metrics::new()).expect("sites");
         let last = format!("shop{}.example.com", sites - 1);
         group.bench_function(format!("{sites}_sites/hit"), |b| {
             b.iter(|| table.lookup(black_box(last.as_str())).is_some())

@@ -92,10 +92,13 @@ pub fn check(path: &Path) -> Result<String, ConfigErrors> {
                 }
             );
         }
-        if s.origins.iter().any(|o| o.tls) {
+        if s.origin_tls
+            .as_ref()
+            .is_some_and(|t| t.insecure_skip_verify)
+        {
             let _ = writeln!(
                 out,
-                "    note: https origins validate, but `run` refuses them until origin TLS lands"
+                "    warning: origin certificates are NOT verified (origin_tls.insecure_skip_verify)"
             );
         }
     }

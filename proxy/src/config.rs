@@ -58,8 +58,7 @@ pub struct TlsConfig {
     pub handshake_timeout: Duration,
 }
 
-/// `sites[].origin_tls`: how to verify `https://` origins. Validated and stored; forwarding
-/// over TLS to origins arrives with the origin pool rewrite (see `Proxy::bind`).
+/// `sites[].origin_tls`: how to verify `https://` origins (used by `upstream::tls`).
 #[derive(Debug, Clone, Default)]
 pub struct OriginTlsConfig {
     /// Trust anchors (PEM) instead of the webpki roots; resolved against the config's folder.

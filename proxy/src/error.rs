@@ -10,6 +10,23 @@ use crate::body::ResponseBody;
 use crate::metrics::UpstreamErrorKind;
 use crate::upstream::ConnectError;
 
+/// An error with its causes, `outer: inner: root`, for log lines (a bare `%err` would hide
+/// why, e.g. which certificate check failed).
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
 /// Who caused a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorSource {

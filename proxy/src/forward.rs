@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 
 use crate::body::{BodyTooLarge, RequestBody, ResponseBody};
-use crate::error::ProxyError;
+use crate::error::{Chain, ProxyError};
 use crate::h1::client::{ExchangeError, Exchanged, H1Conn, OriginBody, exchange, request_framing};
 use crate::h1::write::{Framing, encode_request_head};
 use crate::metrics::UpstreamErrorKind;
@@ -354,7 +354,7 @@ fn after_connect_failure(
     site.metrics
         .count_upstream_error(UpstreamErrorKind::Connect);
     origin.mark_down(site.origin_down_for);
-    tracing::warn!(site = %site.name, origin = %origin.url, error = %source, "origin connect failed; marked down");
+    tracing::warn!(site = %site.name, origin = %origin.url, error = %Chain(&source), "origin connect failed; marked down");
     if *connect_retry {
         if let Some(next) = site.pick_other(origin) {
             *connect_retry = false;

@@ -161,7 +161,9 @@ pub async fn handle(
                 crate::error::ErrorSource::Downstream => {
                     tracing::debug!(request_id = ?request_id, error = %e, "request refused")
                 }
-                _ => tracing::warn!(request_id = ?request_id, error = %e, "request failed"),
+                _ => {
+                    tracing::warn!(request_id = ?request_id, error = %crate::error::Chain(&e), "request failed")
+                }
             }
             e.to_response(&request_id)
         }

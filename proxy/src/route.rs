@@ -11,6 +11,16 @@ use std::time::Duration;
 use crate::config::SiteConfig;
 use crate::metrics::{Metrics, SiteMetrics};
 use crate::upstream::Origin;
+use crate::upstream::tls::{OriginTlsError, SiteTls};
+
+/// A site whose origins cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("site {site}: origin TLS")]
+pub struct SiteError {
+    pub site: String,
+    #[source]
+    pub source: OriginTlsError,
+}
 
 /// A site: a named group of hosts served by a group of origins.
 #[derive(Debug)]
@@ -26,21 +36,36 @@ pub struct Site {
 }
 
 impl Site {
-    pub fn new(cfg: &SiteConfig, metrics: &Metrics) -> Site {
-        Site {
+    /// Fails only when the TLS settings of `https://` origins cannot be built (a CA file that
+    /// changed since the config was checked).
+    pub fn new(cfg: &SiteConfig, metrics: &Metrics) -> Result<Site, OriginTlsError> {
+        let site_tls = if cfg.origins.iter().any(|o| o.tls) {
+            Some(SiteTls::new(&cfg.name, cfg.origin_tls.as_ref())?)
+        } else {
+            None
+        };
+        let mut origins = Vec::with_capacity(cfg.origins.len());
+        for o in &cfg.origins {
+            let tls = match (&site_tls, o.tls) {
+                (Some(t), true) => Some(t.for_origin(o.authority.host())?),
+                _ => None,
+            };
+            origins.push(Arc::new(Origin::new(
+                o.url.clone(),
+                o.authority.clone(),
+                tls,
+            )));
+        }
+        Ok(Site {
             name: Arc::from(cfg.name.as_str()),
-            origins: cfg
-                .origins
-                .iter()
-                .map(|o| Arc::new(Origin::new(o.url.clone(), o.authority.clone())))
-                .collect(),
+            origins,
             connect_timeout: cfg.connect_timeout,
             response_timeout: cfg.response_timeout,
             h2: cfg.h2,
             origin_down_for: cfg.origin_down_for,
             metrics: Arc::new(metrics.site(&cfg.name)),
             next: AtomicUsize::new(0),
-        }
+        })
     }
 
     /// Round robin over the origins that are not marked down; when all are down, plain round
@@ -68,15 +93,19 @@ pub struct SiteTable {
 }
 
 impl SiteTable {
-    pub fn new(sites: &[SiteConfig], metrics: &Metrics) -> SiteTable {
+    pub fn new(sites: &[SiteConfig], metrics: &Metrics) -> Result<SiteTable, SiteError> {
         let mut table = SiteTable::default();
         for cfg in sites {
-            let site = Arc::new(Site::new(cfg, metrics));
+            let site = Site::new(cfg, metrics).map_err(|source| SiteError {
+                site: cfg.name.clone(),
+                source,
+            })?;
+            let site = Arc::new(site);
             for host in &cfg.hosts {
                 table.by_host.insert(host.as_str().into(), site.clone());
             }
         }
-        table
+        Ok(table)
     }
 
     /// `host` must be canonical (see `portcullis_policy::canonical_host`).

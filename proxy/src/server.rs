@@ -37,13 +37,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    /// Config accepts and validates `https://` origins, but this build cannot forward to them
-    /// yet (it arrives with the origin pool rewrite): refuse to start rather than send the
-    /// traffic in cleartext.
-    #[error(
-        "site {site}: origin {origin} is https://; forwarding to https origins is not implemented yet"
-    )]
-    OriginTlsUnsupported { site: String, origin: String },
+    #[error("cannot set up the origins")]
+    Site(#[source] crate::route::SiteError),
     #[error("cannot set up TLS")]
     Tls(#[source] TlsSetupError),
 }
@@ -79,14 +74,6 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
 impl Proxy {
     /// Binds the listeners and the admin address of a validated config.
     pub async fn bind(config: &Config) -> Result<Proxy, ServeError> {
-        for site in &config.sites {
-            if let Some(o) = site.origins.iter().find(|o| o.tls) {
-                return Err(ServeError::OriginTlsUnsupported {
-                    site: site.name.clone(),
-                    origin: o.url.clone(),
-                });
-            }
-        }
         let metrics = Metrics::new();
         let tls = match &config.tls {
             Some(t) => Some(Arc::new(
@@ -126,7 +113,7 @@ impl Proxy {
                 None
             }
         });
-        let sites = SiteTable::new(&config.sites, &metrics);
+        let sites = SiteTable::new(&config.sites, &metrics).map_err(ServeError::Site)?;
         let shared = Arc::new(Shared::new(
             sites,
             metrics,

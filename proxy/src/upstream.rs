@@ -22,6 +22,10 @@ use crate::body::RequestBody;
 use crate::clock::now_ms;
 use crate::h1::client::H1Conn;
 
+pub mod tls;
+
+use tls::{OriginIo, OriginTls};
+
 /// Idle origin connections older than this are not reused (origins commonly close at 60–75 s).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept per origin; more are closed when returned.
@@ -34,6 +38,8 @@ pub enum ConnectError {
     Timeout(Duration),
     #[error("connect failed")]
     Io(#[source] std::io::Error),
+    #[error("TLS handshake with the origin failed")]
+    Tls(#[source] std::io::Error),
     #[error("HTTP handshake with the origin failed")]
     Handshake(#[source] hyper::Error),
 }
@@ -47,6 +53,8 @@ pub struct Origin {
     down_until_ms: AtomicU64,
     idle: Mutex<Vec<IdleConn>>,
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// Set for `https://` origins.
+    tls: Option<OriginTls>,
 }
 
 #[derive(Debug)]
@@ -56,13 +64,14 @@ struct IdleConn {
 }
 
 impl Origin {
-    pub fn new(url: String, authority: http::uri::Authority) -> Origin {
+    pub fn new(url: String, authority: http::uri::Authority, tls: Option<OriginTls>) -> Origin {
         Origin {
             url,
             authority,
             down_until_ms: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
+            tls,
         }
     }
 
@@ -98,9 +107,9 @@ impl Origin {
             }
             return Ok((idle.conn, true));
         }
-        let stream = self.connect_tcp(connect_timeout).await?;
+        let io = self.connect(connect_timeout, false).await?;
         self.mark_up();
-        Ok((H1Conn::new(stream), false))
+        Ok((H1Conn::new(io), false))
     }
 
     /// The origin's shared HTTP/2 connection, made on first use or after it closed.
@@ -114,10 +123,10 @@ impl Origin {
                 return Ok((sender, true));
             }
         }
-        let stream = self.connect_tcp(connect_timeout).await?;
+        let io = self.connect(connect_timeout, true).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(ConnectError::Handshake)?;
         tokio::spawn(async move {
@@ -130,14 +139,26 @@ impl Origin {
         Ok((sender, false))
     }
 
-    async fn connect_tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(self.authority.as_str()))
+    /// A new connection, with the TLS handshake for `https://` origins; `connect_timeout`
+    /// covers both.
+    async fn connect(&self, timeout: Duration, h2: bool) -> Result<OriginIo, ConnectError> {
+        let connect = async {
+            let stream = TcpStream::connect(self.authority.as_str())
+                .await
+                .map_err(ConnectError::Io)?;
+            // Small requests and responses must not wait for Nagle.
+            stream.set_nodelay(true).map_err(ConnectError::Io)?;
+            match &self.tls {
+                None => Ok(OriginIo::Plain(stream)),
+                Some(tls) => {
+                    let stream = tls.connect(stream, h2).await.map_err(ConnectError::Tls)?;
+                    Ok(OriginIo::Tls(Box::new(stream)))
+                }
+            }
+        };
+        tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| ConnectError::Timeout(timeout))?
-            .map_err(ConnectError::Io)?;
-        // Small requests and responses must not wait for Nagle.
-        stream.set_nodelay(true).map_err(ConnectError::Io)?;
-        Ok(stream)
     }
 
     fn pop_idle(&self) -> Option<IdleConn> {

@@ -252,7 +252,12 @@ pub async fn reset_mid_body(announced: usize, sent: usize) -> anyhow::Result<Ori
             });
         }
     });
-    Ok(OriginHandle { addr, stats, task })
+    Ok(OriginHandle {
+        addr,
+        scheme: "http",
+        stats,
+        task,
+    })
 }
 
 /// Reads up to the end of a request head; `None` if the peer closed first.

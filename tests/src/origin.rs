@@ -41,6 +41,7 @@ pub struct Origin {
     handler: Handler,
     h2c: bool,
     name: Option<HeaderValue>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl fmt::Debug for Origin {
@@ -63,7 +64,21 @@ impl Origin {
             handler: Arc::new(move |req| Box::pin(handler(req))),
             h2c: false,
             name: None,
+            tls: None,
         }
+    }
+
+    /// Serve HTTPS with the certificates in `certs_dir` (see [`crate::TestCerts`]); ALPN
+    /// offers `h2` too when [`Origin::h2c`] is set.
+    pub fn tls(mut self, certs_dir: &std::path::Path) -> anyhow::Result<Origin> {
+        let store = portcullis_certs::CertStore::load(certs_dir, None)?;
+        let alpn: &[&[u8]] = if self.h2c {
+            &[b"h2", b"http/1.1"]
+        } else {
+            &[b"http/1.1"]
+        };
+        self.tls = Some(portcullis_certs::server_config(&store, alpn)?);
+        Ok(self)
     }
 
     /// Also accept HTTP/2 with prior knowledge (h2c) on the same port; HTTP/1.1 only otherwise.
@@ -83,8 +98,14 @@ impl Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(Stats::default());
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(serve(listener, self, stats.clone()));
-        Ok(OriginHandle { addr, stats, task })
+        Ok(OriginHandle {
+            addr,
+            scheme,
+            stats,
+            task,
+        })
     }
 }
 
@@ -96,7 +117,13 @@ pub(crate) struct Stats {
 }
 
 async fn serve(listener: TcpListener, origin: Origin, stats: Arc<Stats>) {
-    let Origin { handler, h2c, name } = origin;
+    let Origin {
+        handler,
+        h2c,
+        name,
+        tls,
+    } = origin;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -105,6 +132,7 @@ async fn serve(listener: TcpListener, origin: Origin, stats: Arc<Stats>) {
         let handler = handler.clone();
         let stats = stats.clone();
         let name = name.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 stats.requests.fetch_add(1, Ordering::SeqCst);
@@ -122,10 +150,22 @@ async fn serve(listener: TcpListener, origin: Origin, stats: Arc<Stats>) {
             if !h2c {
                 builder = builder.http1_only();
             }
-            // Errors here are the client (the proxy) going away; the test sees them elsewhere.
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await;
+            // Errors here are the client (the proxy) going away, or a handshake the proxy
+            // refused; the test sees them elsewhere.
+            match acceptor {
+                None => {
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                }
+                Some(acceptor) => {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }
@@ -134,6 +174,7 @@ async fn serve(listener: TcpListener, origin: Origin, stats: Arc<Stats>) {
 #[derive(Debug)]
 pub struct OriginHandle {
     pub(crate) addr: SocketAddr,
+    pub(crate) scheme: &'static str,
     pub(crate) stats: Arc<Stats>,
     pub(crate) task: JoinHandle<()>,
 }
@@ -143,9 +184,9 @@ impl OriginHandle {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, as a site's `origins` entry.
+    /// `http://127.0.0.1:PORT` (`https://` for a TLS origin), as a site's `origins` entry.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// TCP connections accepted so far.

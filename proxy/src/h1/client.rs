@@ -16,13 +16,13 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::decode::{Decoded, Decoder};
 use super::parse::{ResponseHeadError, parse_response, response_framing};
 use super::write::{Framing, WriteError, write_message};
 use crate::body::RequestBody;
 use crate::upstream::Origin;
+use crate::upstream::tls::OriginIo;
 
 /// Largest response head accepted from an origin.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -34,12 +34,12 @@ const BODY_READ: usize = 64 * 1024;
 /// An HTTP/1.1 connection to an origin, with bytes read from it and not yet consumed.
 #[derive(Debug)]
 pub struct H1Conn {
-    pub io: TcpStream,
+    pub io: OriginIo,
     pub buf: BytesMut,
 }
 
 impl H1Conn {
-    pub fn new(io: TcpStream) -> Self {
+    pub fn new(io: OriginIo) -> Self {
         H1Conn {
             io,
             buf: BytesMut::new(),
@@ -47,11 +47,10 @@ impl H1Conn {
     }
 
     /// Whether an idle pooled connection still looks usable: not closed by the origin, and no
-    /// stray bytes. One non-blocking read; used before sending a request that cannot be
+    /// stray bytes. One non-blocking peek; used before sending a request that cannot be
     /// retried.
     pub fn looks_alive(&self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        self.io.looks_idle()
     }
 }
 
@@ -276,6 +275,6 @@ pub fn request_framing(body: &RequestBody) -> Framing {
 }
 
 /// Bytes already read from the origin past the 101 head belong to the tunnel.
-pub fn into_tunnel(conn: H1Conn) -> (TcpStream, BytesMut) {
+pub fn into_tunnel(conn: H1Conn) -> (OriginIo, BytesMut) {
     (conn.io, conn.buf)
 }

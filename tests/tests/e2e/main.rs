@@ -15,6 +15,7 @@ mod faults;
 mod forwarding;
 mod http1;
 mod load_balancing;
+mod origin_tls;
 mod tls;
 mod tls_reload;
 mod websocket;
