@@ -16,6 +16,8 @@ use crate::metrics::UpstreamErrorKind;
 use crate::route::Site;
 use crate::upstream::{ConnectError, Origin};
 
+mod h2;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -251,7 +253,7 @@ pub async fn forward(
     // Upgrades need HTTP/1.1 end to end.
     if site.h2 && !upgrade {
         // Boxed: the rarer path keeps its (large) state out of every request's future.
-        return Box::pin(forward_h2(site, req)).await;
+        return Box::pin(h2::forward_h2(site, req)).await;
     }
     let (parts, body) = req.into_parts();
     let framing = request_framing(&body);
@@ -345,7 +347,7 @@ async fn checkout_h1(
 
 /// Counts a connect failure and marks the origin down; then moves to another origin once
 /// (`Ok`: try again), or gives up with 502.
-fn after_connect_failure(
+pub(crate) fn after_connect_failure(
     site: &Site,
     origin: &mut Arc<Origin>,
     connect_retry: &mut bool,
@@ -389,87 +391,6 @@ fn classify_h1(e: ExchangeError, origin: &Origin) -> ProxyError {
             origin: url,
             source: source.into(),
         },
-    }
-}
-
-/// The exchange with an HTTP/2 origin (hyper's client, one shared connection per origin).
-async fn forward_h2(
-    site: &Site,
-    mut req: Request<RequestBody>,
-) -> Result<(Response<ResponseBody>, http::uri::Authority), ProxyError> {
-    let mut origin = site.pick().clone();
-    let mut connect_retry = true;
-    let mut stale_retry = true;
-    loop {
-        let (mut sender, reused) = match origin.checkout_h2(site.connect_timeout).await {
-            Ok(c) => c,
-            Err(source) => {
-                after_connect_failure(site, &mut origin, &mut connect_retry, source)?;
-                continue;
-            }
-        };
-        let sent = Instant::now();
-        let result =
-            match tokio::time::timeout(site.response_timeout, sender.try_send_request(req)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    site.metrics
-                        .count_upstream_error(UpstreamErrorKind::Timeout);
-                    return Err(ProxyError::UpstreamTimeout {
-                        origin: origin.url.clone(),
-                    });
-                }
-            };
-        match result {
-            Ok(resp) => {
-                site.metrics
-                    .upstream_duration
-                    .observe(sent.elapsed().as_secs_f64());
-                let (mut parts, body) = resp.into_parts();
-                remove_hop_by_hop(&mut parts.headers, false);
-                let resp = Response::from_parts(parts, ResponseBody::h2(body));
-                return Ok((resp, origin.authority.clone()));
-            }
-            Err(mut e) => {
-                if let Some(back) = e.take_message() {
-                    if reused && stale_retry {
-                        stale_retry = false;
-                        req = back;
-                        continue;
-                    }
-                }
-                let err = classify(e.into_error(), &origin);
-                if let Some(kind) = err.upstream_kind() {
-                    site.metrics.count_upstream_error(kind);
-                }
-                return Err(err);
-            }
-        }
-    }
-}
-
-fn classify(e: hyper::Error, origin: &Origin) -> ProxyError {
-    if e.is_user() {
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            if c.is::<BodyTooLarge>() {
-                return ProxyError::BodyTooLarge;
-            }
-            cause = c.source();
-        }
-        return ProxyError::ClientBody(e.into());
-    }
-    let origin = origin.url.clone();
-    if e.is_parse() || e.is_parse_status() {
-        ProxyError::UpstreamProtocol {
-            origin,
-            source: e.into(),
-        }
-    } else {
-        ProxyError::UpstreamReset {
-            origin,
-            source: e.into(),
-        }
     }
 }
 
