@@ -48,8 +48,20 @@ pub(super) async fn serve_connection(
                 )
                 .await
             }
+            // Boxed, like the HTTP/2 paths below: a task's size is that of its largest state,
+            // and a TLS session or an HTTP/2 connection inline would make every idle plain
+            // HTTP/1.1 connection that big.
             Mode::Tls(tls) => {
-                serve_tls(stream, peer, shared.clone(), state, builder, stop, &tls).await
+                Box::pin(serve_tls(
+                    stream,
+                    peer,
+                    shared.clone(),
+                    state,
+                    builder,
+                    stop,
+                    &tls,
+                ))
+                .await
             }
         }
     };
@@ -135,7 +147,7 @@ async fn serve_protocol(
             let ClientReader { io, buf, .. } = reader;
             let io = Rewind::new(buf.freeze(), tokio::io::join(io, write));
             let io = TokioIo::new(IdleIo::new(io, state, header_timeout));
-            serve_h2(io, peer, shared, ctx, builder, stop).await;
+            Box::pin(serve_h2(io, peer, shared, ctx, builder, stop)).await;
         }
     }
 }
