@@ -7,10 +7,43 @@
 //! Layout:
 //! - [`authority`]: the one canonicalisation of a request's host, shared by routing, policy, the
 //!   cache key and the access log.
-//!
-//! The legal-order schema, its validation and the compiled lookup table arrive with the policy
-//! issue; until then this crate holds only what the forwarding core needs.
 
 pub mod authority;
+mod country;
+mod error;
+mod model;
+mod parse;
+pub mod path;
+mod scope;
+mod validate;
 
 pub use authority::{HostError, canonical_host};
+pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
+pub use model::{
+    Action, Authority, AuthorityType, BlockStatus, Country, Coverage, Disclosure, HostRule, Mode,
+    Order, PathPrefix, Policy, Scope, UnknownCountry,
+};
+
+impl Policy {
+    /// Parses and validates a policy file. `file_label` is how errors name the file
+    /// (`policy.yaml:14: orders[1] (ID): scope.countries[0]: …`). Every error is reported, not
+    /// just the first; with any error nothing is returned, so a bad reload changes nothing.
+    pub fn parse(text: &str, file_label: &str) -> Result<Policy, PolicyErrors> {
+        let root = parse::parse_tree(text).map_err(|e| PolicyErrors {
+            errors: vec![PolicyError {
+                file: file_label.to_owned(),
+                line: e.location().and_then(|l| u32::try_from(l.line()).ok()),
+                order: None,
+                key: String::new(),
+                kind: PolicyErrorKind::Yaml(e),
+            }],
+        })?;
+        let mut checker = validate::Checker::new(file_label);
+        match checker.policy(&root) {
+            Some(policy) if checker.errors.is_empty() => Ok(policy),
+            _ => Err(PolicyErrors {
+                errors: checker.errors,
+            }),
+        }
+    }
+}
