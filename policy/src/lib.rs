@@ -9,20 +9,31 @@
 //!   cache key and the access log.
 
 pub mod authority;
+mod compile;
 mod country;
+mod decide;
+pub mod diff;
 mod error;
+mod explain;
 mod model;
+pub mod page;
 mod parse;
 pub mod path;
+pub mod report;
 mod scope;
 mod validate;
 
 pub use authority::{HostError, canonical_host};
+pub use compile::CompiledPolicy;
+pub use decide::{Decision, RequestFacts, STACK_PATH, Verdict};
+pub use diff::{PolicyDiff, SerialError, diff};
 pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
+pub use explain::{Considered, Explanation, Outcome};
 pub use model::{
     Action, Authority, AuthorityType, BlockStatus, Country, Coverage, Disclosure, HostRule, Mode,
     Order, PathPrefix, Policy, Scope, UnknownCountry,
 };
+pub use report::OrderState;
 
 impl Policy {
     /// Parses and validates a policy file. `file_label` is how errors name the file

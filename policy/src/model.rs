@@ -157,6 +157,21 @@ pub struct PathPrefix {
     pub(crate) matched: Box<[u8]>,
 }
 
+impl PathPrefix {
+    /// A prefix for a policy built in code; `None` unless it starts with `/` and can be read
+    /// (the file parser gives the precise reason instead).
+    pub fn new(prefix: &str) -> Option<PathPrefix> {
+        if !prefix.starts_with('/') || prefix.contains(['?', '#']) {
+            return None;
+        }
+        let matched = crate::path::prefix_match_form(prefix)?;
+        Some(PathPrefix {
+            prefix: prefix.to_owned(),
+            matched,
+        })
+    }
+}
+
 /// `scope.on_unknown_country`: what happens when the client's country is not known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnknownCountry {
