@@ -28,7 +28,7 @@ pub struct PolicyError {
 /// What is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyErrorKind {
-    #[error("invalid YAML")]
+    #[error("invalid YAML: {0}")]
     Yaml(#[source] serde_saphyr::Error),
     #[error("unknown key {key:?} (expected one of: {expected})")]
     UnknownKey { key: String, expected: &'static str },
@@ -134,9 +134,22 @@ impl fmt::Display for PolicyError {
             write!(f, " {}:", self.key)?;
         }
         write!(f, " {}", self.kind)?;
+        // The YAML error renders its own snippet and idna's error says only "Errors"; other
+        // causes are appended, once each (time's parse error repeats its inner message).
+        if matches!(
+            self.kind,
+            PolicyErrorKind::Yaml(_) | PolicyErrorKind::Idna { .. }
+        ) {
+            return Ok(());
+        }
+        let mut last = String::new();
         let mut source = std::error::Error::source(&self.kind);
         while let Some(cause) = source {
-            write!(f, ": {cause}")?;
+            let text = cause.to_string();
+            if text != last {
+                write!(f, ": {text}")?;
+            }
+            last = text;
             source = cause.source();
         }
         Ok(())

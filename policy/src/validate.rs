@@ -269,7 +269,19 @@ impl<'f> Checker<'f> {
     }
 
     fn order(&mut self, index: usize, node: &Node) -> Option<Order> {
-        self.order = Some((index, None));
+        // Name the order in every message, even those about its keys, as soon as it has an id.
+        let early_id = match &node.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find_map(|(k, v)| match (&k.value, &v.value) {
+                    (Value::Str(k), Value::Str(id)) if k == "id" && valid_id(id) => {
+                        Some(id.clone())
+                    }
+                    _ => None,
+                }),
+            _ => None,
+        };
+        self.order = Some((index, early_id));
         let f = self.map(node, "", ORDER_KEYS)?;
         let id = self.req(&f, "", "id").and_then(|n| {
             let id = self.string(n, "id")?;
