@@ -75,11 +75,11 @@ impl<'p> Decision<'p> {
 }
 
 /// Indices of matched orders: four inline, more spill to the heap (so a request matching a
-/// dry-run order still allocates nothing in the usual case).
+/// dry-run order still allocates nothing in the usual case). Sorted once complete.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Matches {
     inline: [u32; 4],
-    len: usize,
+    inline_len: usize,
     spill: Vec<u32>,
 }
 
@@ -88,14 +88,27 @@ impl Matches {
         if self.iter().any(|j| j == i as usize) {
             return;
         }
-        match self.inline.get_mut(self.len) {
-            Some(slot) => *slot = i,
+        match self.inline.get_mut(self.inline_len) {
+            Some(slot) => {
+                *slot = i;
+                self.inline_len += 1;
+            }
             None => self.spill.push(i),
         }
-        self.len += 1;
+    }
+    /// Puts the indices in file order.
+    pub(crate) fn finish(&mut self) {
+        let inline = self.inline.get_mut(..self.inline_len).unwrap_or(&mut []);
+        if self.spill.is_empty() {
+            inline.sort_unstable();
+        } else {
+            self.spill.extend_from_slice(inline);
+            self.inline_len = 0;
+            self.spill.sort_unstable();
+        }
     }
     pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        let inline = self.inline.get(..self.len.min(4)).unwrap_or(&[]);
+        let inline = self.inline.get(..self.inline_len).unwrap_or(&[]);
         inline.iter().chain(&self.spill).map(|&i| i as usize)
     }
 }
@@ -180,6 +193,7 @@ impl CompiledPolicy {
                     best = Some(candidate);
                 }
             }
+            decision.matched.finish();
             if let Some((_, Reverse(i))) = best {
                 let i = i as usize;
                 if let (Some(order), Some(c)) = (self.policy.orders.get(i), self.orders.get(i)) {
