@@ -41,14 +41,14 @@ pub fn wants_json(accept: &str) -> bool {
     for range in accept.split(',') {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        // An unreadable q-value counts as 0: the range is ignored rather than preferred.
         let q = parts
-            .filter_map(|p| {
+            .find_map(|p| {
                 p.trim()
                     .strip_prefix("q=")
                     .or_else(|| p.trim().strip_prefix("Q="))
             })
-            .find_map(parse_q)
-            .unwrap_or(1000);
+            .map_or(1000, |q| parse_q(q).unwrap_or(0));
         match media.as_str() {
             "application/problem+json" | "application/json" => json = json.max(q),
             "text/html" | "application/xhtml+xml" | "text/*" | "*/*" => html = html.max(q),
