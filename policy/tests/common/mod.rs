@@ -80,3 +80,26 @@ pub fn file(orders: &[String]) -> String {
         orders.concat()
     )
 }
+
+/// A policy with `n` exact host names (`h{i}.example`, one order per 1000 hosts) plus the
+/// contract's two orders, built in code (parsing a million-host YAML file is not what is measured).
+pub fn big_policy(n: usize) -> Policy {
+    let mut p = policy(include_str!("../fixtures/contract.yaml"));
+    let template = p.orders[0].clone();
+    let mut i = 0;
+    while i < n {
+        let mut o = template.clone();
+        o.id = format!("BULK-{i}");
+        let end = (i + 1000).min(n);
+        o.scope.hosts = (i..end)
+            .map(|j| portcullis_policy::HostRule {
+                name: format!("h{j}.example"),
+                unicode: None,
+                coverage: portcullis_policy::Coverage::Exact,
+            })
+            .collect();
+        p.orders.push(o);
+        i = end;
+    }
+    p
+}
