@@ -41,7 +41,7 @@ pub struct Order {
     pub mode: Mode,
     pub scope: Scope,
     pub action: Action,
-    /// Line of the order in its file (for messages; ignored by [`crate::diff`]).
+    /// Line of the order in its file (for messages; ignored by [`crate::diff()`]).
     pub line: u32,
 }
 

@@ -277,7 +277,8 @@ mod tests {
 
     #[test]
     fn refused_hosts() {
-        let cases: &[(&str, fn(&K) -> bool)] = &[
+        type Want = fn(&K) -> bool;
+        let cases: &[(&str, Want)] = &[
             ("192.0.2.1", |k| matches!(k, K::IpHost { .. })),
             ("[2001:db8::1]", |k| matches!(k, K::IpHost { .. })),
             ("2001:db8::1", |k| matches!(k, K::IpHost { .. })),

@@ -260,7 +260,7 @@ fn dry_run_serves_but_reports() {
     )
     .replace("mode: enforce", "mode: dry_run");
     let enforced = order("ENF", "      hosts: [d.example]", "{ type: redirect }", "");
-    let p = compiled(&file(&[dry.clone()]));
+    let p = compiled(&file(std::slice::from_ref(&dry)));
     let d = p.decide(&facts("d.example", "/", None, NOW));
     assert_eq!(d.verdict, Verdict::Allow);
     assert_eq!(
