@@ -72,11 +72,15 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let empty = CompiledPolicy::compile(empty_policy());
+    let small = CompiledPolicy::compile(big_policy(0));
     let big = CompiledPolicy::compile(big_policy(1_000_000));
     let mut g = c.benchmark_group("decide");
     let allowed = facts("www.shop.example", "/assets/app.js?v=3", Some(*b"DE"));
     g.bench_function("empty table, allowed host", |b| {
         b.iter(|| empty.decide(black_box(&allowed)).is_blocked())
+    });
+    g.bench_function("contract table (2 orders), allowed host", |b| {
+        b.iter(|| small.decide(black_box(&allowed)).is_blocked())
     });
     g.bench_function("1M table, allowed host", |b| {
         b.iter(|| big.decide(black_box(&allowed)).is_blocked())

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
+use crate::filter::{Prefilter, labels};
 use crate::model::{Action, Coverage, Mode, Policy, UnknownCountry};
 
 /// A validated policy compiled for lookups. Immutable; a reload builds a new one and the proxy
@@ -21,6 +22,7 @@ pub struct CompiledPolicy {
     /// Parallel to `policy.orders`.
     pub(crate) orders: Vec<CompiledOrder>,
     pub(crate) table: HashMap<Box<str>, Entry>,
+    pub(crate) prefilter: Prefilter,
 }
 
 /// What a lookup needs of an order, without chasing pointers into the validated record.
@@ -107,6 +109,7 @@ impl CompiledPolicy {
     pub fn compile(policy: Policy) -> CompiledPolicy {
         let hosts: usize = policy.orders.iter().map(|o| o.scope.hosts.len()).sum();
         let mut table: HashMap<Box<str>, Entry> = HashMap::with_capacity(hosts);
+        let mut prefilter = Prefilter::with_capacity(hosts);
         let mut orders = Vec::with_capacity(policy.orders.len());
         for (i, order) in policy.orders.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
@@ -117,6 +120,7 @@ impl CompiledPolicy {
                 };
                 match table.get_mut(host.name.as_str()) {
                     None => {
+                        prefilter.insert(&host.name);
                         table.insert(host.name.as_str().into(), Entry::One(rule));
                     }
                     Some(entry) => match entry {
@@ -151,6 +155,7 @@ impl CompiledPolicy {
             policy,
             orders,
             table,
+            prefilter,
         }
     }
 
@@ -170,8 +175,10 @@ impl CompiledPolicy {
     }
 
     /// The rules for each label suffix of a canonical host, with whether that suffix is the
-    /// whole host: one hash lookup per label.
+    /// whole host: at most one hash lookup per label, and none for a suffix the prefilter rules
+    /// out.
     pub(crate) fn walk<'a>(&'a self, host: &'a str) -> impl Iterator<Item = (Rule, bool)> + 'a {
+        let total = labels(host);
         let starts = std::iter::once(0).chain(
             host.bytes()
                 .enumerate()
@@ -179,8 +186,15 @@ impl CompiledPolicy {
                 .map(|(i, _)| i + 1),
         );
         starts
-            .filter_map(move |start| {
+            .enumerate()
+            .filter_map(move |(skipped, start)| {
                 let suffix = host.get(start..)?;
+                if !self
+                    .prefilter
+                    .may_contain(suffix, total.saturating_sub(skipped))
+                {
+                    return None;
+                }
                 let entry = self.table.get(suffix)?;
                 Some(entry.rules().iter().map(move |r| (*r, start == 0)))
             })

@@ -64,6 +64,7 @@ mod decide;
 pub mod diff;
 mod error;
 mod explain;
+mod filter;
 mod model;
 mod order;
 pub mod page;
