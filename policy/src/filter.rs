@@ -6,6 +6,7 @@
 //!   count no name has is never looked up;
 //! - a blocked Bloom filter (one 64-bit word per name, 3 bits set in it, ~16 bits per name): a
 //!   miss costs one memory access instead of the hash map's probe and key comparison.
+//!
 //! A "maybe" falls through to the hash map, which decides.
 
 /// Names longer than this many labels are all counted as this many (DNS allows up to 127).
