@@ -288,5 +288,12 @@ mod tests {
         fn never_panics(raw in "\\PC{0,64}") {
             let _ = canonical_host(&raw);
         }
+
+        #[test]
+        fn in_buffer_agrees(raw in "[a-zA-Z0-9._:@%\\[\\]-]{0,40}") {
+            let mut buf = [0u8; HOST_BUF];
+            let in_buf = canonical_host_in(&raw, &mut buf).map(str::to_owned);
+            prop_assert_eq!(in_buf, canonical_host(&raw).map(Cow::into_owned));
+        }
     }
 }
