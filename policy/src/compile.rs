@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
-use crate::filter::{Prefilter, labels};
+use crate::filter::{FastHash, Prefilter, labels};
 use crate::model::{Action, Coverage, Mode, Policy, UnknownCountry};
 
 /// A validated policy compiled for lookups. Immutable; a reload builds a new one and the proxy
@@ -21,7 +21,7 @@ pub struct CompiledPolicy {
     pub(crate) policy: Policy,
     /// Parallel to `policy.orders`.
     pub(crate) orders: Vec<CompiledOrder>,
-    pub(crate) table: HashMap<Box<str>, Entry>,
+    pub(crate) table: HashMap<Box<str>, Entry, FastHash>,
     pub(crate) prefilter: Prefilter,
 }
 
@@ -108,7 +108,8 @@ impl CompiledPolicy {
     /// (a [`Policy`] from [`Policy::parse`] is already valid; one built by hand is trusted).
     pub fn compile(policy: Policy) -> CompiledPolicy {
         let hosts: usize = policy.orders.iter().map(|o| o.scope.hosts.len()).sum();
-        let mut table: HashMap<Box<str>, Entry> = HashMap::with_capacity(hosts);
+        let mut table: HashMap<Box<str>, Entry, FastHash> =
+            HashMap::with_capacity_and_hasher(hosts, FastHash);
         let mut prefilter = Prefilter::with_capacity(hosts);
         let mut orders = Vec::with_capacity(policy.orders.len());
         for (i, order) in policy.orders.iter().enumerate() {
@@ -118,15 +119,19 @@ impl CompiledPolicy {
                     order: index,
                     coverage: host.coverage,
                 };
-                match table.get_mut(host.name.as_str()) {
-                    None => {
+                // Names are nearly always new: one hash and one allocation each.
+                match table.entry(host.name.as_str().into()) {
+                    std::collections::hash_map::Entry::Vacant(slot) => {
                         prefilter.insert(&host.name);
-                        table.insert(host.name.as_str().into(), Entry::One(rule));
+                        slot.insert(Entry::One(rule));
                     }
-                    Some(entry) => match entry {
-                        Entry::One(first) => *entry = Entry::Many(vec![*first, rule]),
-                        Entry::Many(v) => v.push(rule),
-                    },
+                    std::collections::hash_map::Entry::Occupied(mut slot) => {
+                        let entry = slot.get_mut();
+                        match entry {
+                            Entry::One(first) => *entry = Entry::Many(vec![*first, rule]),
+                            Entry::Many(v) => v.push(rule),
+                        }
+                    }
                 }
             }
             let end = [order.expires_at, order.lifted_at]
