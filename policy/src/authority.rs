@@ -52,6 +52,38 @@ pub enum HostError {
 ///
 /// Borrows from `raw` when it is already lowercase, so the common case does not allocate.
 pub fn canonical_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
+    let host = strip_authority(raw)?;
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Ok(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Ok(Cow::Borrowed(host))
+    }
+}
+
+/// Room for the longest host [`canonical_host_in`] can return: a 253-byte name, or a bracketed
+/// IPv6 literal (which is shorter).
+pub(crate) const HOST_BUF: usize = MAX_HOST_LEN + 3;
+
+/// [`canonical_host`] without allocating: a host that needs lowercasing is lowered into `buf`.
+/// The policy hot path uses this so that a request never allocates to be looked up.
+pub(crate) fn canonical_host_in<'a>(
+    raw: &'a str,
+    buf: &'a mut [u8; HOST_BUF],
+) -> Result<&'a str, HostError> {
+    let host = strip_authority(raw)?;
+    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Ok(host);
+    }
+    let out = buf.get_mut(..host.len()).ok_or(HostError::TooLong)?;
+    out.copy_from_slice(host.as_bytes());
+    out.make_ascii_lowercase();
+    // Only ASCII reaches here (strip_authority refuses every other byte).
+    std::str::from_utf8(out).map_err(|_| HostError::NonAscii)
+}
+
+/// Checks an authority and returns its host part: no port, at most one trailing dot removed,
+/// case untouched.
+fn strip_authority(raw: &str) -> Result<&str, HostError> {
     let bytes = raw.as_bytes();
     if bytes.is_empty() {
         return Err(HostError::Empty);
@@ -68,8 +100,8 @@ pub fn canonical_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
             _ => {}
         }
     }
-    let host = if bytes[0] == b'[' {
-        split_ipv6(raw)?
+    if bytes[0] == b'[' {
+        split_ipv6(raw)
     } else {
         let host = match raw.rfind(':') {
             Some(i) => {
@@ -78,12 +110,7 @@ pub fn canonical_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
             }
             None => raw,
         };
-        check_reg_name(host)?
-    };
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Ok(Cow::Owned(host.to_ascii_lowercase()))
-    } else {
-        Ok(Cow::Borrowed(host))
+        check_reg_name(host)
     }
 }
 
@@ -120,7 +147,7 @@ fn check_port(port: &str) -> Result<(), HostError> {
 }
 
 /// Validates a reg-name and strips one trailing dot.
-fn check_reg_name(host: &str) -> Result<&str, HostError> {
+pub(crate) fn check_reg_name(host: &str) -> Result<&str, HostError> {
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() {
         return Err(HostError::Empty);
@@ -260,6 +287,13 @@ mod tests {
         #[test]
         fn never_panics(raw in "\\PC{0,64}") {
             let _ = canonical_host(&raw);
+        }
+
+        #[test]
+        fn in_buffer_agrees(raw in "[a-zA-Z0-9._:@%\\[\\]-]{0,40}") {
+            let mut buf = [0u8; HOST_BUF];
+            let in_buf = canonical_host_in(&raw, &mut buf).map(str::to_owned);
+            prop_assert_eq!(in_buf, canonical_host(&raw).map(Cow::into_owned));
         }
     }
 }
