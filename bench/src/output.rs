@@ -13,12 +13,14 @@ use crate::tools::{self, Tools};
 
 pub fn tool_versions(tools: &Tools, portcullis: Option<&Path>) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
-    let probes: [(tools::Tool, &[&str]); 5] = [
+    let probes: [(tools::Tool, &[&str]); 7] = [
         (tools::NGINX, &["-v"]),
         (tools::HAPROXY, &["-v"]),
         (tools::WRK, &["-v"]),
         (tools::H2LOAD, &["--version"]),
         (tools::TASKSET, &["--version"]),
+        (tools::OPENSSL, &["version"]),
+        (tools::CURL, &["--version"]),
     ];
     for (tool, args) in probes {
         if let Ok(path) = tools.path(tool) {
@@ -66,9 +68,11 @@ pub fn chart(report: &Report) -> String {
         }
     }
     let mut load: Vec<Group> = Vec::new();
+    let mut handshake: Vec<Group> = Vec::new();
     let mut idle: Vec<Group> = Vec::new();
     for c in &report.cases {
         let (groups, value) = match (c.summary.core_us_per_req, c.summary.kib_per_idle_conn) {
+            (Some(v), _) if c.unit == "handshake" => (&mut handshake, v),
             (Some(v), _) => (&mut load, v),
             (None, Some(v)) => (&mut idle, v),
             (None, None) => continue,
@@ -91,6 +95,15 @@ pub fn chart(report: &Report) -> String {
             title: "Proxy-core CPU time per request (lower is better)".into(),
             y_label: "µs per request (median, min–max)".into(),
             groups: load,
+        });
+    }
+    // Handshakes cost ten times a request: their own panel and axis.
+    if !handshake.is_empty() {
+        panels.push(Panel {
+            title: "Proxy-core CPU time per TLS handshake + one 1 KiB request (lower is better)"
+                .into(),
+            y_label: "µs per handshake (median, min–max)".into(),
+            groups: handshake,
         });
     }
     if !idle.is_empty() {
