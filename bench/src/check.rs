@@ -1,6 +1,8 @@
 //! The correctness check run through each proxy before it is timed: status
 //! 200 and the exact body, for each body size, over HTTP/1.1 and (when the
-//! h2c scenario runs) HTTP/2.
+//! h2c scenario runs) HTTP/2; when a TLS scenario runs, the same over HTTPS
+//! with curl trusting the run's CA only: TLS 1.3, HTTP/1.1, and HTTP/2 by
+//! ALPN when the HTTP/2-over-TLS scenario runs.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,15 +12,136 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::run_bounded;
 use crate::h2load::parse_nghttp_trace;
-use crate::net::{BENCH_HOST, ensure_loopback_url, http_get};
+use crate::net::{BENCH_HOST, ensure_loopback, ensure_loopback_url, http_get};
 use crate::peers::{Server, body};
+use crate::tls::TlsFiles;
 use crate::tools::{self, Tools};
+
+/// What to check besides plain HTTP/1.1.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checks<'a> {
+    /// h2c (prior knowledge) on the h2 port.
+    pub h2c: bool,
+    /// HTTPS/1.1 on the TLS port, trusting this certificate's CA.
+    pub tls: Option<&'a TlsFiles>,
+    /// HTTP/2 over TLS (ALPN h2) too.
+    pub tls_h2: bool,
+}
+
+/// What curl reports about one HTTPS exchange: `-w '%{http_code}
+/// %{size_download} %{http_version}'` on stdout, and from `-v` on stderr
+/// `* SSL connection using TLSv1.3 / TLS_AES_256_GCM_SHA384`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurlResult {
+    pub status: u16,
+    pub size: u64,
+    pub http_version: String,
+    pub tls_version: String,
+    pub cipher: String,
+}
+
+pub fn parse_curl(stdout: &str, stderr: &str) -> Result<CurlResult> {
+    let mut w = stdout.split_whitespace();
+    let (Some(status), Some(size), Some(http_version)) = (w.next(), w.next(), w.next()) else {
+        bail!("curl printed {stdout:?}, want \"STATUS SIZE VERSION\"");
+    };
+    let (tls_version, cipher) = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("* SSL connection using "))
+        .and_then(|rest| rest.split_once(" / "))
+        .context("curl -v shows no \"SSL connection using\" line")?;
+    Ok(CurlResult {
+        status: status
+            .parse()
+            .with_context(|| format!("bad status {status:?}"))?,
+        size: size.parse().with_context(|| format!("bad size {size:?}"))?,
+        http_version: http_version.to_owned(),
+        tls_version: tls_version.trim().to_owned(),
+        cipher: cipher.trim().to_owned(),
+    })
+}
+
+/// One HTTPS GET with curl, checked for TLS 1.3, 200, the HTTP version and
+/// the exact body. Returns curl's report.
+fn check_https(
+    server: &Server,
+    tools: &Tools,
+    scratch: &Path,
+    tls: &TlsFiles,
+    path: &str,
+    len: usize,
+    h2: bool,
+) -> Result<CurlResult> {
+    let port = server.tls_port.context("no TLS listener")?;
+    let target = ensure_loopback("127.0.0.1")?;
+    let body_file = scratch.join("curl-check.body");
+    let _ = std::fs::remove_file(&body_file);
+    let mut cmd = Command::new(tools.path(tools::CURL)?);
+    // --resolve pins the name to the loopback address (no DNS, no proxy), so
+    // the certificate is verified for the bench host against the run's CA.
+    cmd.args(["-sS", "-v", "--noproxy", "*", "--max-time", "5"])
+        .arg("--cacert")
+        .arg(&tls.ca)
+        .arg("--resolve")
+        .arg(format!("{BENCH_HOST}:{port}:{target}"))
+        .arg(if h2 { "--http2" } else { "--http1.1" })
+        .arg("-o")
+        .arg(&body_file)
+        .args(["-w", "%{http_code} %{size_download} %{http_version}"])
+        .arg(format!("https://{BENCH_HOST}:{port}{path}"));
+    let what = format!(
+        "{}: HTTPS ({}) GET {path}",
+        server.name,
+        if h2 { "HTTP/2" } else { "HTTP/1.1" }
+    );
+    let out = run_bounded(cmd, Duration::from_secs(10), scratch, "curl-check")?;
+    let r = parse_curl(&out.stdout, &out.stderr).with_context(|| {
+        format!(
+            "{what}: {}",
+            crate::cmd::last_lines(&out.stderr, 5).replace('\n', " | ")
+        )
+    })?;
+    let want_version = if h2 { "2" } else { "1.1" };
+    if (r.status, r.http_version.as_str(), r.tls_version.as_str()) != (200, want_version, "TLSv1.3")
+    {
+        bail!(
+            "{what}: status {} over HTTP/{} and {}, want 200 over HTTP/{want_version} and TLSv1.3",
+            r.status,
+            r.http_version,
+            r.tls_version
+        );
+    }
+    let got = std::fs::read(&body_file).unwrap_or_default();
+    if got.len() != len || got != body(len) {
+        bail!(
+            "{what}: body of {} bytes differs from the origin's {len}",
+            got.len()
+        );
+    }
+    Ok(r)
+}
 
 /// The paths the origin serves and their sizes.
 pub const BODIES: [(&str, usize); 2] = [("/1k", 1024), ("/64k", 64 * 1024)];
 
-pub fn check(server: &Server, tools: &Tools, scratch: &Path, h2: bool) -> Result<()> {
+/// Runs the checks; returns what TLS negotiated (`TLSv1.3 / CIPHER`) when
+/// TLS was checked.
+pub fn check(
+    server: &Server,
+    tools: &Tools,
+    scratch: &Path,
+    checks: Checks<'_>,
+) -> Result<Option<String>> {
+    let mut negotiated = None;
+    let h2 = checks.h2c;
     for (path, len) in BODIES {
+        if let Some(tls) = checks.tls {
+            let r = check_https(server, tools, scratch, tls, path, len, false)?;
+            negotiated = Some(format!("{} / {}", r.tls_version, r.cipher));
+            if checks.tls_h2 {
+                check_https(server, tools, scratch, tls, path, len, true)?;
+            }
+        }
         let resp = http_get(server.h1_port, path, Duration::from_secs(5))
             .with_context(|| format!("{}: HTTP/1.1 GET {path}", server.name))?;
         if resp.status != 200 {
@@ -67,5 +190,38 @@ pub fn check(server: &Server, tools: &Tools, scratch: &Path, h2: bool) -> Result
             }
         }
     }
-    Ok(())
+    Ok(negotiated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // curl 7.88.1 (OpenSSL 3.0) against nginx on this machine, trimmed.
+    const STDERR: &str = "* Added bench.example:41443:127.0.0.1 to DNS cache\n\
+        * ALPN: offers h2,http/1.1\n\
+        * SSL connection using TLSv1.3 / TLS_AES_256_GCM_SHA384\n\
+        * ALPN: server accepted h2\n\
+        * Server certificate:\n\
+        *  subject: CN=bench.example\n";
+
+    #[test]
+    fn curl_report() -> Result<()> {
+        let r = parse_curl("200 65536 2", STDERR)?;
+        assert_eq!(
+            r,
+            CurlResult {
+                status: 200,
+                size: 65536,
+                http_version: "2".into(),
+                tls_version: "TLSv1.3".into(),
+                cipher: "TLS_AES_256_GCM_SHA384".into(),
+            }
+        );
+        assert_eq!(parse_curl("421 0 1.1", STDERR)?.http_version, "1.1");
+        // No handshake (refused, or a certificate curl did not trust).
+        assert!(parse_curl("000 0 0", "* connect to 127.0.0.1 port 1 failed\n").is_err());
+        assert!(parse_curl("", STDERR).is_err());
+        Ok(())
+    }
 }

@@ -18,34 +18,78 @@ pub struct Finished {
 
 /// Runs `cmd` to completion, killing it if it outlives `limit`. `scratch` is
 /// a directory for its output files; `name` labels them and the errors.
-pub fn run_bounded(
-    mut cmd: Command,
+pub fn run_bounded(cmd: Command, limit: Duration, scratch: &Path, name: &str) -> Result<Finished> {
+    let mut all = run_bounded_all(vec![cmd], limit, scratch, name)?;
+    all.pop().context("no command ran")
+}
+
+/// Runs `cmds` side by side to completion, killing all of them if any
+/// outlives `limit`. Output files are `name.stdout` (one command) or
+/// `name-I.stdout`.
+pub fn run_bounded_all(
+    cmds: Vec<Command>,
     limit: Duration,
     scratch: &Path,
     name: &str,
-) -> Result<Finished> {
-    let out_path = scratch.join(format!("{name}.stdout"));
-    let err_path = scratch.join(format!("{name}.stderr"));
-    let out = File::create(&out_path).with_context(|| format!("creating {out_path:?}"))?;
-    let err = File::create(&err_path).with_context(|| format!("creating {err_path:?}"))?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .with_context(|| format!("starting {name}: {cmd:?}"))?;
-    let status = wait_until(&mut child, Instant::now() + limit)?;
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!("{name} did not finish within {limit:?}; killed it");
+) -> Result<Vec<Finished>> {
+    let single = cmds.len() == 1;
+    let mut running: Vec<(Child, PathBuf, PathBuf)> = Vec::new();
+    let deadline = Instant::now() + limit;
+    let kill_all = |running: &mut Vec<(Child, PathBuf, PathBuf)>| {
+        for (child, _, _) in running.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     };
+    for (i, mut cmd) in cmds.into_iter().enumerate() {
+        let label = if single {
+            name.to_owned()
+        } else {
+            format!("{name}-{i}")
+        };
+        let out_path = scratch.join(format!("{label}.stdout"));
+        let err_path = scratch.join(format!("{label}.stderr"));
+        let spawned = (|| -> Result<Child> {
+            let out = File::create(&out_path).with_context(|| format!("creating {out_path:?}"))?;
+            let err = File::create(&err_path).with_context(|| format!("creating {err_path:?}"))?;
+            cmd.stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .with_context(|| format!("starting {label}: {cmd:?}"))
+        })();
+        match spawned {
+            Ok(child) => running.push((child, out_path, err_path)),
+            Err(e) => {
+                kill_all(&mut running);
+                return Err(e);
+            }
+        }
+    }
+    let mut statuses = Vec::new();
+    for i in 0..running.len() {
+        match wait_until(&mut running[i].0, deadline) {
+            Ok(Some(status)) => statuses.push(status),
+            Ok(None) => {
+                kill_all(&mut running);
+                bail!("{name} did not finish within {limit:?}; killed it");
+            }
+            Err(e) => {
+                kill_all(&mut running);
+                return Err(e);
+            }
+        }
+    }
     let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-    Ok(Finished {
-        status,
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-    })
+    Ok(running
+        .iter()
+        .zip(statuses)
+        .map(|((_, out, err), status)| Finished {
+            status,
+            stdout: read(out),
+            stderr: read(err),
+        })
+        .collect())
 }
 
 /// Polls `child` until it exits or `deadline` passes. Polling (10 ms) keeps

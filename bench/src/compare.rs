@@ -80,16 +80,19 @@ fn raise_nofile(need: u64) -> Result<u64> {
 
 fn needed_tools(scenarios: &[Scenario], proxies: &[ProxyKind]) -> Vec<Tool> {
     let mut t = vec![tools::TASKSET, tools::NGINX];
-    if scenarios.iter().any(|s| {
-        matches!(
-            s,
-            Scenario::KeepAlive1k | Scenario::KeepAlive64k | Scenario::NewConnection1k
-        )
-    }) {
+    if scenarios.iter().any(|s| s.uses_wrk()) {
         t.push(tools::WRK);
     }
+    if scenarios.iter().any(|s| s.uses_h2load()) {
+        t.push(tools::H2LOAD);
+    }
     if scenarios.contains(&Scenario::H2c1k) {
-        t.extend([tools::H2LOAD, tools::NGHTTP]);
+        t.push(tools::NGHTTP);
+    }
+    // openssl makes the certificate and runs the handshake scenarios; curl
+    // checks HTTPS through each proxy.
+    if scenarios.iter().any(|s| s.is_tls()) {
+        t.extend([tools::OPENSSL, tools::CURL]);
     }
     if proxies.contains(&ProxyKind::Haproxy) {
         t.push(tools::HAPROXY);
@@ -155,6 +158,11 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
             .context("chmod of the temporary directory")?;
     }
     let dir = tmp.path().to_owned();
+    let tls_files = if scenarios.iter().any(|s| s.is_tls()) {
+        Some(crate::tls::generate(&dir, &tools).context("making the TLS certificate")?)
+    } else {
+        None
+    };
     let env = Env {
         dir: &dir,
         tools: &tools,
@@ -163,6 +171,7 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
         load_cpu: args.load_cpu,
         nofile,
         max_conns: (idle_n as u64 + 1024).min(nofile),
+        tls: tls_files.as_ref(),
     };
     let ctx = RunCtx {
         tools: &tools,
@@ -178,6 +187,7 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
         quiet_max_wait: Duration::from_secs(if args.smoke { 5 } else { args.quiet_wait }),
         // The smoke judges no numbers, so a noisy run is not worth repeating.
         max_attempts: if args.smoke { 1 } else { 3 },
+        tls_clients: args.tls_clients,
     };
     eprintln!("run directory: {}", dir.display());
     let origin = start_origin(&env).context("starting the origin")?;
@@ -186,7 +196,12 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
     let mut warnings = Vec::new();
     let mut runs: BTreeMap<(usize, usize), Vec<Run>> = BTreeMap::new();
     let mut commands = BTreeMap::new();
-    let h2 = scenarios.contains(&Scenario::H2c1k);
+    let checks = crate::check::Checks {
+        h2c: scenarios.contains(&Scenario::H2c1k),
+        tls: tls_files.as_ref(),
+        tls_h2: scenarios.contains(&Scenario::TlsH2_1k),
+    };
+    let mut tls_negotiated = BTreeMap::new();
     let (idle, load): (Vec<_>, Vec<_>) = scenarios
         .iter()
         .copied()
@@ -215,12 +230,18 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
                         continue;
                     }
                 };
-                if let Err(e) = crate::check::check(&server, &tools, &dir, h2) {
-                    failures.push(format!(
-                        "round {}: correctness check failed: {e:#}",
-                        round + 1
-                    ));
-                    continue;
+                match crate::check::check(&server, &tools, &dir, checks) {
+                    Ok(Some(negotiated)) => {
+                        tls_negotiated.insert(kind.name().to_owned(), negotiated);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        failures.push(format!(
+                            "round {}: correctness check failed: {e:#}",
+                            round + 1
+                        ));
+                        continue;
+                    }
                 }
                 for &(si, scenario) in batch {
                     match run_one(&ctx, &server, scenario, round, position, &mut commands) {
@@ -246,6 +267,7 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
         .map(|((si, pi), runs)| Case {
             scenario: scenarios[si].name().to_owned(),
             description: scenarios[si].describe().to_owned(),
+            unit: scenarios[si].unit(),
             proxy: proxies[pi].name().to_owned(),
             summary: Summary::of(&runs),
             runs,
@@ -268,6 +290,8 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
             rounds,
             connections: args.connections,
             h2_streams: args.h2_streams,
+            tls_clients: args.tls_clients,
+            tls_negotiated,
             idle_connections: idle_n,
             proxy_cpu: args.proxy_cpu,
             load_cpu: args.load_cpu,
@@ -316,10 +340,14 @@ fn run_one(
         let measured = if scenario == Scenario::Idle {
             Measured::Idle(measure_idle(ctx, server)?)
         } else {
-            let cmd = crate::scenario::command(ctx, server, scenario)?;
-            commands
-                .entry(scenario.name().to_owned())
-                .or_insert_with(|| crate::output::shell_words(&cmd));
+            let cmds = crate::scenario::commands(ctx, server, scenario)?;
+            if let Some(first) = cmds.first() {
+                let mut line = crate::output::shell_words(first);
+                if cmds.len() > 1 {
+                    line.push_str(&format!("  (× {} side by side)", cmds.len()));
+                }
+                commands.entry(scenario.name().to_owned()).or_insert(line);
+            }
             Measured::Load(measure_load(ctx, server, scenario)?)
         };
         // On a shared machine a build or test can land on the proxy core

@@ -39,6 +39,26 @@ fn parse_seconds(s: &str) -> Result<f64> {
         * factor)
 }
 
+/// Checks the TLS version and ALPN protocol h2load reports having
+/// negotiated (`TLS Protocol: TLSv1.3`, `Application protocol: h2`).
+pub fn ensure_tls(output: &str, version: &str, alpn: &str) -> Result<()> {
+    let field = |label: &str| {
+        output
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label).map(str::trim))
+    };
+    let got_version = field("TLS Protocol:");
+    let got_alpn = field("Application protocol:");
+    if got_version != Some(version) || got_alpn != Some(alpn) {
+        bail!(
+            "h2load negotiated {} with ALPN {}, want {version} and {alpn}",
+            got_version.unwrap_or("no TLS"),
+            got_alpn.unwrap_or("none")
+        );
+    }
+    Ok(())
+}
+
 /// Parses h2load's summary. Latency percentiles are filled in separately
 /// from the log file ([`latencies_us`]).
 pub fn parse(output: &str) -> Result<LoadOutcome> {
@@ -156,6 +176,19 @@ mod tests {
     const H2LOAD: &str = include_str!("../fixtures/h2load-nginx.txt");
     const H2LOAD_LOG: &str = include_str!("../fixtures/h2load-log.tsv");
     const NGHTTP_64K: &str = include_str!("../fixtures/nghttp-64k.txt");
+    const H2LOAD_TLS: &str = include_str!("../fixtures/h2load-tls-nginx.txt");
+
+    #[test]
+    fn h2load_over_tls() -> Result<()> {
+        let o = parse(H2LOAD_TLS)?;
+        assert!(o.requests > 0 && o.socket_errors == 0);
+        ensure_tls(H2LOAD_TLS, "TLSv1.3", "h2")?;
+        assert!(ensure_tls(H2LOAD_TLS, "TLSv1.2", "h2").is_err());
+        assert!(ensure_tls(H2LOAD_TLS, "TLSv1.3", "http/1.1").is_err());
+        // h2c: no TLS lines at all.
+        assert!(ensure_tls(H2LOAD, "TLSv1.3", "h2").is_err());
+        Ok(())
+    }
 
     #[test]
     fn h2load_summary() -> Result<()> {

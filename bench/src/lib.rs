@@ -4,7 +4,7 @@
 //!
 //! The comparison drives real processes on loopback only: an nginx origin,
 //! each proxy with one worker pinned to one CPU, and wrk/h2load pinned to the
-//! other. It does not link the proxy; it runs its binary. It judges no
+//! other (and, for TLS handshakes, `openssl s_time`). It does not link the proxy; it runs its binary. It judges no
 //! numbers: it measures, checks correctness, and reports with its method.
 //!
 //! Layout:
@@ -13,7 +13,8 @@
 //!   correctness check before timing.
 //! - [`peers`]: starting origin and proxies from `bench/peers/*.tmpl`.
 //! - [`procfs`]: /proc parsing; [`net`]: loopback-only client code.
-//! - [`wrk`], [`h2load`]: load-generator output parsers.
+//! - [`wrk`], [`h2load`], [`stime`]: load-generator output parsers.
+//! - [`tls`]: the run's certificate for the TLS scenarios.
 //! - [`stats`], [`report`], [`svg`], [`output`]: figures and their rendering.
 //! - [`tools`], [`cmd`]: external tools and bounded child processes.
 
@@ -30,7 +31,9 @@ pub mod procfs;
 pub mod report;
 pub mod scenario;
 pub mod stats;
+pub mod stime;
 pub mod svg;
+pub mod tls;
 pub mod tools;
 pub mod wrk;
 

@@ -29,12 +29,15 @@ pub fn ensure_loopback(host: &str) -> Result<IpAddr> {
     Ok(ip)
 }
 
-/// Checks the host part of an `http://HOST:PORT/path` URL, as handed to wrk,
-/// h2load or nghttp.
+/// Checks the host part of an `http://HOST:PORT/path` or `https://…` URL, as
+/// handed to wrk, h2load or nghttp.
 pub fn ensure_loopback_url(url: &str) -> Result<()> {
     let rest = url
         .strip_prefix("http://")
-        .with_context(|| format!("refusing target {url:?}: only http:// URLs are used"))?;
+        .or_else(|| url.strip_prefix("https://"))
+        .with_context(|| {
+            format!("refusing target {url:?}: only http:// and https:// URLs are used")
+        })?;
     let authority = rest.split('/').next().unwrap_or_default();
     // Bracketed IPv6 keeps its colons inside the brackets.
     let host = match authority.rfind(']') {
@@ -244,7 +247,10 @@ mod tests {
         assert!(ensure_loopback_url("http://127.0.0.1/").is_ok());
         assert!(ensure_loopback_url("http://10.1.2.3:8080/1k").is_err());
         assert!(ensure_loopback_url("http://bench.example:8080/1k").is_err());
-        assert!(ensure_loopback_url("https://127.0.0.1:8443/").is_err());
+        assert!(ensure_loopback_url("https://127.0.0.1:8443/").is_ok());
+        assert!(ensure_loopback_url("https://10.1.2.3:8443/").is_err());
+        assert!(ensure_loopback_url("https://bench.example:8443/").is_err());
+        assert!(ensure_loopback_url("ftp://127.0.0.1/").is_err());
         assert!(ensure_loopback_url("http://[2001:db8::1]:80/").is_err());
     }
 

@@ -9,14 +9,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::{stop, tail};
-use crate::net::{free_port, http_get};
+use crate::net::{BENCH_HOST, free_port, http_get};
 use crate::procfs::children_of;
+use crate::tls::TlsFiles;
 use crate::tools::{self, Tools};
 
 const ORIGIN_TEMPLATE: &str = include_str!("../peers/origin-nginx.conf.tmpl");
 const NGINX_TEMPLATE: &str = include_str!("../peers/nginx.conf.tmpl");
 const HAPROXY_TEMPLATE: &str = include_str!("../peers/haproxy.cfg.tmpl");
 const PORTCULLIS_TEMPLATE: &str = include_str!("../peers/portcullis.yaml.tmpl");
+const NGINX_TLS_TEMPLATE: &str = include_str!("../peers/nginx-tls.conf.tmpl");
+const HAPROXY_TLS_TEMPLATE: &str = include_str!("../peers/haproxy-tls.cfg.tmpl");
+const PORTCULLIS_TLS_TEMPLATE: &str = include_str!("../peers/portcullis-tls.yaml.tmpl");
 
 /// A proxy under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -71,6 +75,9 @@ pub struct Env<'a> {
     pub nofile: u64,
     /// Connections each server must hold: the idle scenario plus headroom.
     pub max_conns: u64,
+    /// The certificate when a TLS scenario runs: the proxies then get a TLS
+    /// listener too; without it their configs have none.
+    pub tls: Option<&'a TlsFiles>,
 }
 
 /// A running server. Dropping it stops it.
@@ -84,6 +91,8 @@ pub struct Server {
     pub h1_port: u16,
     /// Port for h2c prior knowledge (the same as `h1_port` for portcullis).
     pub h2_port: u16,
+    /// The HTTPS port (HTTP/1.1 and HTTP/2 by ALPN), when TLS is on.
+    pub tls_port: Option<u16>,
     pub log: PathBuf,
 }
 
@@ -226,11 +235,36 @@ pub fn start_origin(env: &Env<'_>) -> Result<Server> {
         pid: master,
         h1_port: port,
         h2_port: port,
+        tls_port: None,
         log,
     };
     server.wait_ready(Duration::from_secs(10))?;
     server.pid = nginx_worker(master, Instant::now() + Duration::from_secs(5))?;
     Ok(server)
+}
+
+/// The TLS part of `kind`'s config: empty without TLS.
+pub fn tls_snippet(kind: ProxyKind, tls: Option<&TlsFiles>, port: Option<u16>) -> Result<String> {
+    let (Some(tls), Some(port)) = (tls, port) else {
+        return Ok(String::new());
+    };
+    let template = match kind {
+        ProxyKind::Nginx => NGINX_TLS_TEMPLATE,
+        ProxyKind::Haproxy => HAPROXY_TLS_TEMPLATE,
+        ProxyKind::Portcullis => PORTCULLIS_TLS_TEMPLATE,
+    };
+    let path = |p: &Path| p.display().to_string();
+    render(
+        template,
+        &[
+            ("TLS_PORT", port.to_string()),
+            ("TLS_CERT", path(&tls.cert)),
+            ("TLS_KEY", path(&tls.key)),
+            ("TLS_PEM", path(&tls.combined)),
+            ("CERTS_DIR", path(&tls.certs_dir)),
+            ("BENCH_HOST", BENCH_HOST.to_owned()),
+        ],
+    )
 }
 
 /// Starts one proxy pinned to the proxy CPU, forwarding to `origin_port`,
@@ -242,10 +276,12 @@ pub fn start_proxy(env: &Env<'_>, kind: ProxyKind, origin_port: u16) -> Result<S
         ProxyKind::Nginx | ProxyKind::Haproxy => free_port()?,
     };
     let name = kind.name();
+    let tls_port = env.tls.map(|_| free_port()).transpose()?;
     let ports = [
         ("PORT", h1_port.to_string()),
         ("H2_PORT", h2_port.to_string()),
         ("ORIGIN_PORT", origin_port.to_string()),
+        ("TLS", tls_snippet(kind, env.tls, tls_port)?),
     ];
     let (child, log) = match kind {
         ProxyKind::Nginx => start_nginx(env, name, NGINX_TEMPLATE, env.proxy_cpu, &ports)?,
@@ -281,6 +317,7 @@ pub fn start_proxy(env: &Env<'_>, kind: ProxyKind, origin_port: u16) -> Result<S
         pid: master,
         h1_port,
         h2_port,
+        tls_port,
         log,
     };
     server.wait_ready(Duration::from_secs(15))?;
@@ -304,6 +341,7 @@ mod tests {
             ("NOFILE", "5"),
             ("WORKER_CONNECTIONS", "6"),
             ("MAXCONN", "7"),
+            ("TLS", ""),
         ]
         .map(|(k, v)| (k, v.to_owned()))
         .to_vec()
@@ -323,6 +361,45 @@ mod tests {
         let p = render(PORTCULLIS_TEMPLATE, &vars())?;
         assert!(p.contains("\"127.0.0.1:1\"") && p.contains("http://127.0.0.1:3"));
         assert!(p.contains("access_log: false"));
+        Ok(())
+    }
+
+    #[test]
+    fn tls_snippets_render_into_every_proxy_config() -> Result<()> {
+        let d = Path::new("/tmp/x/tls");
+        let tls = TlsFiles {
+            certs_dir: d.join("certs"),
+            cert: d.join("certs/bench.example.crt"),
+            key: d.join("certs/bench.example.key"),
+            combined: d.join("haproxy.pem"),
+            ca: d.join("ca.pem"),
+        };
+        for kind in ProxyKind::ALL {
+            assert_eq!(tls_snippet(kind, None, None)?, "");
+            assert_eq!(tls_snippet(kind, Some(&tls), None)?, "");
+        }
+        let with_tls = |kind, template| -> Result<String> {
+            let mut v = vars();
+            v.retain(|(k, _)| *k != "TLS");
+            v.push(("TLS", tls_snippet(kind, Some(&tls), Some(9443))?));
+            render(template, &v)
+        };
+        let n = with_tls(ProxyKind::Nginx, NGINX_TEMPLATE)?;
+        assert!(n.contains("listen 127.0.0.1:9443 ssl http2"));
+        assert!(n.contains("ssl_certificate /tmp/x/tls/certs/bench.example.crt;"));
+        assert!(n.contains("ssl_protocols TLSv1.2 TLSv1.3;"));
+        let h = with_tls(ProxyKind::Haproxy, HAPROXY_TEMPLATE)?;
+        assert!(h.contains("bind 127.0.0.1:9443 ssl crt /tmp/x/tls/haproxy.pem alpn h2,http/1.1"));
+        let p = with_tls(ProxyKind::Portcullis, PORTCULLIS_TEMPLATE)?;
+        // The TLS listener lands in the listener list, `tls:` at the top.
+        let listeners = p.find("listeners:").unwrap_or(usize::MAX);
+        let tls_listener = p.find("\"127.0.0.1:9443\"\n    tls: true").unwrap_or(0);
+        let tls_section = p
+            .find("\ntls:\n  certs_dir: \"/tmp/x/tls/certs\"")
+            .unwrap_or(0);
+        let admin = p.find("\nadmin:").unwrap_or(0);
+        assert!(listeners < tls_listener && tls_listener < tls_section && tls_section < admin);
+        assert!(p.contains("default_cert: \"bench.example\""));
         Ok(())
     }
 

@@ -22,7 +22,10 @@ every proxy, checks status and exact bodies through it, then runs each scenario 
 the machine to go quiet (under 10% busy over 0.5 s); the proxy order rotates every round. A run \
 that started on a busy machine, or during which other tasks ran on the proxy CPU for 5% or more of \
 its time, is repeated (3 tries at most); one still noisy is kept and flagged under Warnings. \
-Figures are the median over rounds with the min-max spread.";
+Figures are the median over rounds with the min-max spread. TLS scenarios: all three proxies \
+serve the same ECDSA P-256 certificate made for the run; the keep-alive and HTTP/2 runs use TLS 1.3; \
+the handshake scenarios run openssl s_time (-new: full handshakes; -reuse: resumed sessions), \
+each connection carrying one 1 KiB request, and their figure is proxy-core µs per handshake.";
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -56,6 +59,11 @@ pub struct Method {
     pub rounds: usize,
     pub connections: u32,
     pub h2_streams: u32,
+    /// openssl s_time processes side by side in the handshake scenarios.
+    pub tls_clients: u32,
+    /// Per proxy: TLS version and cipher curl negotiated in the check (the
+    /// same OpenSSL client defaults wrk uses).
+    pub tls_negotiated: BTreeMap<String, String>,
     pub idle_connections: usize,
     pub proxy_cpu: usize,
     pub load_cpu: usize,
@@ -69,6 +77,9 @@ pub struct Method {
 pub struct Case {
     pub scenario: String,
     pub description: String,
+    /// What the key figure and the rate are per: "request" or "handshake"
+    /// (a TLS handshake plus one 1 KiB request on its connection).
+    pub unit: &'static str,
     pub proxy: String,
     pub runs: Vec<Run>,
     pub summary: Summary,
@@ -190,12 +201,24 @@ impl Report {
             me.proxy_cpu,
             me.load_cpu
         );
+        if !me.tls_negotiated.is_empty() {
+            let negotiated: Vec<String> = me
+                .tls_negotiated
+                .iter()
+                .map(|(proxy, tls)| format!("{proxy} {tls}"))
+                .collect();
+            let _ = writeln!(
+                md,
+                "- TLS negotiated with OpenSSL's client defaults (curl check): {}",
+                negotiated.join("; ")
+            );
+        }
         let _ = writeln!(md, "\nMethod: {}\n", me.description);
 
         let load: Vec<&Case> = self
             .cases
             .iter()
-            .filter(|c| c.summary.rps.is_some())
+            .filter(|c| c.summary.rps.is_some() && c.unit == "request")
             .collect();
         if !load.is_empty() {
             let _ = writeln!(
@@ -219,6 +242,35 @@ impl Report {
                     fmt_spread(s.peak_rss_mib, 1),
                     s.socket_errors,
                     s.http_errors
+                );
+            }
+        }
+        let handshakes: Vec<&Case> = self
+            .cases
+            .iter()
+            .filter(|c| c.summary.rps.is_some() && c.unit == "handshake")
+            .collect();
+        if !handshakes.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## TLS handshakes, each followed by one 1 KiB request on its connection (median, min–max over rounds)\n\n\
+                 {} `openssl s_time` processes side by side; every connection is checked to be the kind of \
+                 handshake the scenario names.\n\n\
+                 | scenario | proxy | proxy-core µs/handshake | handshakes/s | proxy CPU % | peak RSS MiB |\n\
+                 |---|---|---|---|---|---|",
+                me.tls_clients
+            );
+            for c in handshakes {
+                let s = &c.summary;
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    c.scenario,
+                    c.proxy,
+                    fmt_spread(s.core_us_per_req, 1),
+                    fmt_spread(s.rps, 0),
+                    fmt_spread(s.proxy_cpu_pct, 0),
+                    fmt_spread(s.peak_rss_mib, 1),
                 );
             }
         }

@@ -36,6 +36,14 @@ pub const HAPROXY: Tool = Tool {
     bin: "haproxy",
     package: "haproxy",
 };
+pub const OPENSSL: Tool = Tool {
+    bin: "openssl",
+    package: "openssl",
+};
+pub const CURL: Tool = Tool {
+    bin: "curl",
+    package: "curl",
+};
 pub const TASKSET: Tool = Tool {
     bin: "taskset",
     package: "util-linux",

@@ -35,6 +35,10 @@ pub struct CompareArgs {
     /// Concurrent HTTP/2 streams per h2load connection.
     #[arg(long, default_value_t = 10)]
     pub h2_streams: u32,
+    /// `openssl s_time` processes run side by side in the TLS handshake
+    /// scenarios (each opens one connection after another).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub tls_clients: u32,
     /// CPU the proxies are pinned to.
     #[arg(long, default_value_t = 0)]
     pub proxy_cpu: usize,
