@@ -301,6 +301,8 @@ pub fn start_proxy(env: &Env<'_>, kind: ProxyKind, origin_port: u16) -> Result<S
             let conf = env.dir.join("portcullis.yaml");
             let mut vars = ports.to_vec();
             vars.push(("ADMIN_PORT", free_port()?.to_string()));
+            // The same connection cap as the peers' (nginx worker_connections, HAProxy maxconn).
+            vars.push(("MAXCONN", env.max_conns.to_string()));
             write_file(&conf, &render(PORTCULLIS_TEMPLATE, &vars)?)?;
             let mut cmd = pinned(env, env.proxy_cpu, bin)?;
             cmd.args(["run", "--config"])
@@ -361,6 +363,10 @@ mod tests {
         let p = render(PORTCULLIS_TEMPLATE, &vars())?;
         assert!(p.contains("\"127.0.0.1:1\"") && p.contains("http://127.0.0.1:3"));
         assert!(p.contains("access_log: false"));
+        assert!(
+            p.contains("max_connections: 7"),
+            "the peers' connection cap"
+        );
         Ok(())
     }
 
