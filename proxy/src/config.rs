@@ -7,6 +7,7 @@
 
 mod error;
 mod origin;
+mod policy;
 mod raw;
 mod tls;
 mod units;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
+pub use policy::Cidr;
 use raw::RawConfig;
 use validate::Validator;
 
@@ -33,7 +35,39 @@ pub struct Config {
     pub logging: Logging,
     /// Certificates for the `tls: true` listeners; present exactly when such a listener is.
     pub tls: Option<TlsConfig>,
+    /// Legal orders; without this section nothing is ever blocked.
+    pub policy: Option<PolicyConfig>,
+    /// Where the client's country comes from; without it, countries are unknown.
+    pub geoip: Option<GeoipConfig>,
     pub sites: Vec<SiteConfig>,
+}
+
+/// The `policy:` section.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// The legal-order file (POLICY-SPEC.md), hot-reloaded; resolved against the config's folder.
+    pub file: PathBuf,
+    /// Holds `policy.last-good.yaml` (used at start-up when the file is broken) and
+    /// `audit.jsonl`; created if missing.
+    pub state_dir: PathBuf,
+    /// The longest an exchange of a newly blocked host (download, WebSocket, HTTP/2 stream)
+    /// keeps running after the change.
+    pub close_grace: Duration,
+    /// How often the file's hash is compared with the running one, in case a watch event was
+    /// missed.
+    pub check_interval: Duration,
+}
+
+/// The `geoip:` section.
+#[derive(Debug, Clone)]
+pub struct GeoipConfig {
+    /// A MaxMind-format country database, looked up on the peer address.
+    pub mmdb: Option<PathBuf>,
+    /// Peers allowed to name the client's country (`country_header`) and address
+    /// (X-Forwarded-For); from anyone else both are removed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The header a trusted proxy names the country in (default `CF-IPCountry`).
+    pub country_header: http::HeaderName,
 }
 
 #[derive(Debug, Clone)]

@@ -95,6 +95,12 @@ pub enum ConfigErrorKind {
     BadServerName { value: String },
     #[error("origin_tls is set but no origin of this site is https://")]
     OriginTlsUnused,
+    #[error(
+        "{value:?} is not an address block like \"127.0.0.0/8\" or \"::1\" (host bits must be zero)"
+    )]
+    BadCidr { value: String },
+    #[error("{value:?} is not a valid header name")]
+    BadHeaderName { value: String },
     #[error("insecure_skip_verify accepts any certificate, so ca_file would be ignored; set one")]
     InsecureWithCa,
 }

@@ -17,6 +17,10 @@ pub(crate) struct RawConfig {
     pub(crate) logging: Option<Spanned<RawLogging>>,
     #[serde(default)]
     pub(crate) tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub(crate) policy: Option<Spanned<RawPolicy>>,
+    #[serde(default)]
+    pub(crate) geoip: Option<Spanned<RawGeoip>>,
     pub(crate) sites: Spanned<Vec<Spanned<RawSite>>>,
 }
 
@@ -38,6 +42,28 @@ pub(crate) struct RawTls {
     pub(crate) default_cert: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) handshake_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub(crate) file: Spanned<String>,
+    pub(crate) state_dir: Spanned<String>,
+    #[serde(default)]
+    pub(crate) close_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) check_interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGeoip {
+    #[serde(default)]
+    pub(crate) mmdb: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) trusted_proxies: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) country_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,6 +51,8 @@ impl Validator<'_> {
             limits,
             logging,
             tls,
+            policy,
+            geoip,
             sites,
         } = raw;
         let mut seen_addrs: HashMap<SocketAddr, String> = HashMap::new();
@@ -59,6 +61,8 @@ impl Validator<'_> {
         }
         let out_listeners = self.listeners(listeners.value, tls.as_ref(), &mut seen_addrs);
         let tls = tls.and_then(|t| self.tls_section(&t));
+        let policy = policy.and_then(|p| self.policy_section(&p));
+        let geoip = geoip.and_then(|g| self.geoip_section(&g));
         let admin = admin.and_then(|a| self.admin(a.value, &mut seen_addrs));
         let limits = limits.map_or_else(Limits::default, |l| self.limits(l.value));
         let logging = logging.map_or_else(Logging::default, |l| self.logging(l.value));
@@ -80,6 +84,8 @@ impl Validator<'_> {
             limits,
             logging,
             tls,
+            policy,
+            geoip,
             sites: out_sites,
         }
     }

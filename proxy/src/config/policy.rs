@@ -1,0 +1,194 @@
+//! Validation of the `policy:` section (where the legal-order file and the state directory
+//! are, how long a newly blocked connection may live) and the `geoip:` section (the country
+//! database, the proxies trusted to name the client's country, and the header they use).
+//!
+//! The policy file itself is not read here: at start-up a broken file falls back to the last
+//! good copy in `state_dir` (policy.rs), while `portcullis check` reports its errors.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::HeaderName;
+use serde_saphyr::Spanned;
+
+use super::raw::{RawGeoip, RawPolicy};
+use super::validate::Validator;
+use super::{ConfigErrorKind, GeoipConfig, PolicyConfig};
+
+/// Default of `policy.close_grace`.
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Default of `policy.check_interval`: the hash check that catches a missed watch event.
+pub(super) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Default of `geoip.country_header`.
+pub(super) const COUNTRY_HEADER: &str = "cf-ipcountry";
+
+/// An address block, `192.0.2.0/24` or `2001:db8::/32`; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `addr/prefix` or a bare address. The host bits must be zero, so a typo like
+    /// `10.0.0.1/8` is caught rather than silently widened.
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return None;
+        }
+        let cidr = Cidr { addr, prefix };
+        cidr.contains(addr).then_some(())?;
+        (mask(addr, prefix) == bits(addr)).then_some(cidr)
+    }
+
+    /// Whether `ip` is inside the block (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == bits(self.addr)
+    }
+}
+
+fn bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn mask(ip: IpAddr, prefix: u8) -> u128 {
+    let width = if ip.is_ipv4() { 32 } else { 128 };
+    let host_bits = u32::from(width - prefix.min(width));
+    let m = if host_bits >= 128 {
+        0
+    } else {
+        (u128::MAX << host_bits) & (u128::MAX >> (128 - u32::from(width)))
+    };
+    bits(ip) & m
+}
+
+impl Validator<'_> {
+    pub(super) fn policy_section(&mut self, raw: &Spanned<RawPolicy>) -> Option<PolicyConfig> {
+        let RawPolicy {
+            file,
+            state_dir,
+            close_grace,
+            check_interval,
+        } = &raw.value;
+        let before = self.errors.len();
+        if file.value.trim().is_empty() {
+            self.err(file, "policy.file", ConfigErrorKind::Empty);
+        }
+        if state_dir.value.trim().is_empty() {
+            self.err(state_dir, "policy.state_dir", ConfigErrorKind::Empty);
+        }
+        let close_grace = self.duration(close_grace.clone(), "policy.close_grace", CLOSE_GRACE);
+        let check_interval = match check_interval {
+            Some(c) => {
+                let d = self.duration(Some(c.clone()), "policy.check_interval", CHECK_INTERVAL);
+                if d.is_zero() {
+                    self.err(c, "policy.check_interval", ConfigErrorKind::Zero);
+                }
+                d
+            }
+            None => CHECK_INTERVAL,
+        };
+        (self.errors.len() == before).then(|| PolicyConfig {
+            file: self.base.join(&file.value),
+            state_dir: self.base.join(&state_dir.value),
+            close_grace,
+            check_interval,
+        })
+    }
+
+    pub(super) fn geoip_section(&mut self, raw: &Spanned<RawGeoip>) -> Option<GeoipConfig> {
+        let RawGeoip {
+            mmdb,
+            trusted_proxies,
+            country_header,
+        } = &raw.value;
+        let before = self.errors.len();
+        let mmdb = match mmdb {
+            Some(m) if m.value.trim().is_empty() => {
+                self.err(m, "geoip.mmdb", ConfigErrorKind::Empty);
+                None
+            }
+            Some(m) => Some(self.base.join(&m.value)),
+            None => None,
+        };
+        let mut trusted = Vec::new();
+        for (i, p) in trusted_proxies.iter().flatten().enumerate() {
+            match Cidr::parse(p.value.trim()) {
+                Some(c) => trusted.push(c),
+                None => self.err(
+                    p,
+                    format!("geoip.trusted_proxies[{i}]"),
+                    ConfigErrorKind::BadCidr {
+                        value: p.value.clone(),
+                    },
+                ),
+            }
+        }
+        let country_header = match country_header {
+            Some(h) => match HeaderName::from_bytes(h.value.trim().as_bytes()) {
+                Ok(name) if !h.value.trim().is_empty() => Some(name),
+                _ => {
+                    self.err(
+                        h,
+                        "geoip.country_header",
+                        ConfigErrorKind::BadHeaderName {
+                            value: h.value.clone(),
+                        },
+                    );
+                    None
+                }
+            },
+            None => Some(HeaderName::from_static(COUNTRY_HEADER)),
+        };
+        (self.errors.len() == before).then(|| GeoipConfig {
+            mmdb,
+            trusted_proxies: trusted,
+            country_header: country_header.unwrap_or(HeaderName::from_static(COUNTRY_HEADER)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parsing_and_containment() {
+        let c = Cidr::parse("127.0.0.0/8").unwrap();
+        assert!(c.contains("127.1.2.3".parse().unwrap()));
+        assert!(c.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!c.contains("128.0.0.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let one = Cidr::parse("10.1.2.3").unwrap();
+        assert!(one.contains("10.1.2.3".parse().unwrap()));
+        assert!(!one.contains("10.1.2.4".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::".parse().unwrap()));
+        let all = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        assert!(
+            Cidr::parse("::/0")
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+        // Host bits set, prefix too long, junk.
+        assert_eq!(Cidr::parse("10.0.0.1/8"), None);
+        assert_eq!(Cidr::parse("10.0.0.0/33"), None);
+        assert_eq!(Cidr::parse("10.0.0.0/"), None);
+        assert_eq!(Cidr::parse("example.com"), None);
+    }
+}
