@@ -1,7 +1,8 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, on its own address (loopback by
-//! default). Anything that is not a read requires the bearer token from `admin.token_file`;
-//! endpoints that change state (policy reload, purge) arrive with later features and sit behind
-//! [`authorized`].
+//! The admin listener, on its own address (loopback by default): `/healthz`, `/readyz`,
+//! `/metrics`, `GET /admin/policy` (the running legal-order table), `GET
+//! /admin/policy/explain?host=&path=&country=&sni=[&at=]` (one decision and its reasons) and
+//! `POST /admin/policy/reload`. Anything that is not a read requires the bearer token from
+//! `admin.token_file` ([`authorized`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,10 +18,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
+use crate::policy::{Outcome, PolicyRuntime, Trigger, run_reload};
+use portcullis_policy::{RequestFacts, Verdict};
 
 #[derive(Debug)]
 pub struct AdminState {
     pub metrics: Metrics,
+    pub policy: Option<Arc<PolicyRuntime>>,
     pub token: Option<String>,
     /// Set when the proxy stops accepting: `/readyz` turns 503 so load balancers move away.
     pub draining: AtomicBool,
@@ -48,7 +52,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&state, &req)) }
+                async move { Ok::<_, std::convert::Infallible>(route(&state, &req).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -67,7 +71,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     r
 }
 
-fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
     if !read {
         if !authorized(state.token.as_deref(), req.headers()) {
@@ -76,7 +80,11 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return r;
         }
-        return text(StatusCode::NOT_FOUND, "no such admin endpoint\n");
+        return match (req.method(), req.uri().path(), &state.policy) {
+            (&Method::POST, "/admin/policy/reload", Some(policy)) => policy_reload(policy).await,
+            (&Method::POST, "/admin/policy/reload", None) => no_policy(),
+            _ => text(StatusCode::NOT_FOUND, "no such admin endpoint\n"),
+        };
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
@@ -95,8 +103,209 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             );
             r
         }
+        "/admin/policy" => match &state.policy {
+            Some(policy) => json(StatusCode::OK, &policy.describe()),
+            None => no_policy(),
+        },
+        "/admin/policy/explain" => match &state.policy {
+            Some(policy) => policy_explain(policy, req.uri().query().unwrap_or("")),
+            None => no_policy(),
+        },
         _ => text(StatusCode::NOT_FOUND, "no such admin endpoint\n"),
     }
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn no_policy() -> Response<Full<Bytes>> {
+    text(
+        StatusCode::NOT_FOUND,
+        "no legal-order policy is configured (add a policy: section)\n",
+    )
+}
+
+/// `POST /admin/policy/reload`: 200 applied or unchanged, 422 invalid file, 409 refused by the
+/// serial rule, 500 unreadable; the running table stays on every failure.
+async fn policy_reload(policy: &Arc<PolicyRuntime>) -> Response<Full<Bytes>> {
+    let outcome = run_reload(policy, Trigger::Admin).await;
+    let running = policy.snapshot().table.serial();
+    let (status, body) = match &outcome {
+        Outcome::Applied {
+            serial,
+            added,
+            removed,
+            changed,
+        } => (
+            StatusCode::OK,
+            serde_json::json!({
+                "result": "applied", "serial": serial,
+                "added": added, "removed": removed, "changed": changed,
+            }),
+        ),
+        Outcome::Unchanged { serial } => (
+            StatusCode::OK,
+            serde_json::json!({ "result": "unchanged", "serial": serial }),
+        ),
+        Outcome::Skipped => (
+            StatusCode::OK,
+            serde_json::json!({ "result": "unchanged", "serial": running }),
+        ),
+        Outcome::Invalid(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({ "result": "invalid", "error": e, "serial": running }),
+        ),
+        Outcome::Refused(e) => (
+            StatusCode::CONFLICT,
+            serde_json::json!({ "result": "refused", "error": e, "serial": running }),
+        ),
+        Outcome::Error(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({ "result": "error", "error": e, "serial": running }),
+        ),
+    };
+    json(status, &body)
+}
+
+/// `GET /admin/policy/explain?host=&path=&country=&sni=[&at=RFC3339]`.
+fn policy_explain(policy: &PolicyRuntime, query: &str) -> Response<Full<Bytes>> {
+    let mut host = None;
+    let (mut path, mut country, mut sni, mut at) = (None, None, None, None);
+    for (k, v) in form_pairs(query) {
+        match k.as_str() {
+            "host" => host = Some(v),
+            "path" => path = Some(v),
+            "country" => country = Some(v),
+            "sni" => sni = Some(v),
+            "at" => at = Some(v),
+            _ => {}
+        }
+    }
+    let Some(host) = host else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({ "error": "host= is required" }),
+        );
+    };
+    let country = match country.as_deref().map(str::as_bytes) {
+        None | Some(b"") => None,
+        Some([a, b]) if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+            Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
+        }
+        Some(_) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({ "error": "country= must be two letters (ISO 3166-1 alpha-2)" }),
+            );
+        }
+    };
+    let now = match at.as_deref() {
+        None => std::time::SystemTime::now(),
+        Some(t) => {
+            match time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => t.into(),
+                Err(e) => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        &serde_json::json!({ "error": format!("at= is not RFC 3339: {e}") }),
+                    );
+                }
+            }
+        }
+    };
+    let snapshot = policy.snapshot();
+    let path = path.unwrap_or_else(|| "/".to_owned());
+    let facts = RequestFacts {
+        host: &host,
+        path: &path,
+        country,
+        sni: sni.as_deref().filter(|s| !s.is_empty()),
+        now,
+    };
+    let ex = snapshot.table.explain(&facts);
+    let (verdict, order, action) = match ex.decision.verdict {
+        Verdict::Allow => ("allow", None, None),
+        Verdict::BadHost(_) => ("bad_host", None, None),
+        Verdict::Misdirected => ("misdirected", None, None),
+        Verdict::Block { order, action } => {
+            ("block", Some(order.id.clone()), Some(action.as_str()))
+        }
+    };
+    let considered: Vec<serde_json::Value> = ex
+        .considered
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "order": c.order.id,
+                "via": c.via,
+                "by_sni": c.by_sni,
+                "outcome": format!("{:?}", c.outcome),
+            })
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "serial": snapshot.table.serial(),
+            "host": ex.host.as_ref().map_err(|e| e.to_string()),
+            "path": ex.path,
+            "country": country.map(|c| String::from_utf8_lossy(&c).into_owned()),
+            "sni": facts.sni,
+            "at": crate::policy::rfc3339(now),
+            "verdict": verdict,
+            "order": order,
+            "action": action,
+            "matched": ex.decision.matched().map(|o| o.id.clone()).collect::<Vec<_>>(),
+            "dry_run": ex.decision.dry_run().map(|o| o.id.clone()).collect::<Vec<_>>(),
+            "considered": considered,
+        }),
+    )
+}
+
+/// `application/x-www-form-urlencoded` pairs of a query string, percent-decoded.
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        Some(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
 }
 
 /// Whether the request carries `Authorization: Bearer <token>`. Without a configured token,
@@ -140,5 +349,23 @@ mod tests {
             HeaderValue::from_static("Basic s3cret"),
         );
         assert!(!authorized(Some("s3cret"), &h));
+    }
+
+    #[test]
+    fn query_pairs_are_decoded() {
+        let p = form_pairs("host=Pirate.Example&path=%2Fa%20b+c&sni=&x");
+        assert_eq!(
+            p,
+            vec![
+                ("host".into(), "Pirate.Example".into()),
+                ("path".into(), "/a b c".into()),
+                ("sni".into(), String::new()),
+                ("x".into(), String::new()),
+            ]
+        );
+        assert_eq!(
+            form_pairs("path=%zz%2"),
+            vec![("path".into(), "%zz%2".into())]
+        );
     }
 }

@@ -13,6 +13,7 @@ use crate::complete::Completion;
 use crate::h1::client::OriginBody;
 use crate::h1::io::ClientBody;
 use crate::metrics::UpstreamErrorKind;
+use crate::policy::cut;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
@@ -22,6 +23,11 @@ use http_body::{Body, Frame, SizeHint};
 pub struct BodyTooLarge {
     pub limit: u64,
 }
+
+/// The exchange was cut because a legal order now blocks its host.
+#[derive(Debug, thiserror::Error)]
+#[error("cut: a legal order now blocks this host")]
+pub struct CutByPolicy;
 
 pin_project_lite::pin_project! {
     /// The client's request body, streamed to the origin.
@@ -93,6 +99,9 @@ pin_project_lite::pin_project! {
         #[pin]
         kind: Kind,
         completion: Option<Completion>,
+        // Set on forwarded exchanges when legal orders are enforced: a change that blocks the
+        // host ends the body with an error.
+        cut: Option<cut::Guard>,
     }
 
     impl PinnedDrop for ResponseBody {
@@ -127,6 +136,7 @@ impl ResponseBody {
                 data: Some(data.into()),
             },
             completion: None,
+            cut: None,
         }
     }
 
@@ -134,6 +144,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Full { data: None },
             completion: None,
+            cut: None,
         }
     }
 
@@ -141,6 +152,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::H1 { inner },
             completion: None,
+            cut: None,
         }
     }
 
@@ -148,7 +160,18 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::H2 { inner },
             completion: None,
+            cut: None,
         }
+    }
+
+    /// Registers the exchange for cutting (see `policy::cut`).
+    pub fn set_cut_guard(&mut self, guard: cut::Guard) {
+        self.cut = Some(guard);
+    }
+
+    /// Takes the cut registration out (an upgraded tunnel watches it itself).
+    pub fn take_cut_guard(&mut self) -> Option<cut::Guard> {
+        self.cut.take()
     }
 
     pub(crate) fn set_completion(&mut self, mut completion: Completion) {
@@ -170,6 +193,14 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
+        if let Some(guard) = this.cut.as_ref() {
+            if guard.signal.is_cut() {
+                *this.cut = None;
+                // Dropping the completion records the exchange as incomplete.
+                drop(this.completion.take());
+                return Poll::Ready(Some(Err(Box::new(CutByPolicy))));
+            }
+        }
         let polled = match this.kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::H1 { inner } => inner.poll_frame(cx).map_err(Into::into),
@@ -194,6 +225,13 @@ impl Body for ResponseBody {
                         c.mark_complete();
                     }
                 }
+            }
+        } else if let Some(guard) = this.cut.as_ref() {
+            // Waiting on the origin: be woken if a legal order cuts the exchange meanwhile.
+            if guard.signal.poll_cut(cx) {
+                *this.cut = None;
+                drop(this.completion.take());
+                return Poll::Ready(Some(Err(Box::new(CutByPolicy))));
             }
         }
         polled

@@ -52,6 +52,10 @@ pub enum ProxyError {
     UnknownHost,
     #[error("this connection's TLS certificate does not cover the requested host")]
     MisdirectedForCertificate,
+    #[error(
+        "this connection's SNI names a host suspended by a legal order; reconnect for this host"
+    )]
+    MisdirectedForPolicy,
     #[error("method not allowed on a reverse proxy")]
     MethodNotAllowed,
     #[error("malformed request head")]
@@ -99,6 +103,7 @@ impl ProxyError {
             | ProxyError::BadHost(_)
             | ProxyError::UnknownHost
             | ProxyError::MisdirectedForCertificate
+            | ProxyError::MisdirectedForPolicy
             | ProxyError::MethodNotAllowed
             | ProxyError::MalformedHead(_)
             | ProxyError::HeadTooLarge
@@ -125,9 +130,9 @@ impl ProxyError {
             | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
-            ProxyError::UnknownHost | ProxyError::MisdirectedForCertificate => {
-                StatusCode::MISDIRECTED_REQUEST
-            }
+            ProxyError::UnknownHost
+            | ProxyError::MisdirectedForCertificate
+            | ProxyError::MisdirectedForPolicy => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamConnect { .. }
@@ -151,6 +156,7 @@ impl ProxyError {
             | ProxyError::BadHost(_)
             | ProxyError::UnknownHost
             | ProxyError::MisdirectedForCertificate
+            | ProxyError::MisdirectedForPolicy
             | ProxyError::MethodNotAllowed
             | ProxyError::MalformedHead(_)
             | ProxyError::HeadTooLarge

@@ -13,6 +13,7 @@
 //! load certificates (`portcullis-certs`).
 
 pub mod admin;
+pub mod audit;
 pub mod authority;
 pub mod body;
 pub mod cli;
@@ -23,9 +24,11 @@ pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod forward;
+pub mod geo;
 pub mod h1;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod route;
 pub mod server;
 pub mod tls;

@@ -3,7 +3,7 @@
 //! path never looks a label up.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -55,6 +55,8 @@ pub enum HandshakeResult {
     UnknownSni,
     /// Not done within `tls.handshake_timeout`.
     Timeout,
+    /// A legal order with `refuse_tls` suspends the SNI name: answered `access_denied`.
+    Refused,
 }
 
 impl HandshakeResult {
@@ -64,6 +66,7 @@ impl HandshakeResult {
             HandshakeResult::Error => "error",
             HandshakeResult::UnknownSni => "unknown_sni",
             HandshakeResult::Timeout => "timeout",
+            HandshakeResult::Refused => "refused",
         }
     }
 }
@@ -104,6 +107,7 @@ impl TlsMetrics {
             (HandshakeResult::Error, TlsVersion::Unknown),
             (HandshakeResult::UnknownSni, TlsVersion::Unknown),
             (HandshakeResult::Timeout, TlsVersion::Unknown),
+            (HandshakeResult::Refused, TlsVersion::Unknown),
         ] {
             self.handshakes
                 .with_label_values(&[result.as_str(), version.as_str()]);
@@ -148,6 +152,59 @@ pub struct Metrics {
     pub connections_active: IntGauge,
     pub connections_total: IntCounter,
     pub tls: TlsMetrics,
+    pub policy: PolicyMetrics,
+}
+
+/// The legal-order families. Labelled by order id and action only: never by client, host or
+/// path (POLICY-SPEC.md).
+#[derive(Debug, Clone)]
+pub struct PolicyMetrics {
+    pub serial: IntGauge,
+    reloads: IntCounterVec,
+    pub last_reload_success: IntGauge,
+    pub last_reload_timestamp: Gauge,
+    orders: IntGaugeVec,
+    blocked: IntCounterVec,
+    dry_run: IntCounterVec,
+    cut: IntCounterVec,
+}
+
+/// Reload outcomes, the `result` label of `portcullis_policy_reloads_total`.
+pub const RELOAD_RESULTS: [&str; 4] = ["success", "invalid", "refused", "error"];
+
+impl PolicyMetrics {
+    /// Exports the reload series at zero.
+    pub fn init(&self) {
+        for r in RELOAD_RESULTS {
+            self.reloads.with_label_values(&[r]);
+        }
+    }
+
+    /// Counts one reload attempt; `result` is one of [`RELOAD_RESULTS`].
+    pub fn reload(&self, result: &str, now_secs: f64) {
+        self.reloads.with_label_values(&[result]).inc();
+        self.last_reload_success.set(i64::from(result == "success"));
+        self.last_reload_timestamp.set(now_secs);
+    }
+
+    /// Sets `portcullis_policy_orders{state}` from `(state, count)` pairs (every state given).
+    pub fn set_orders(&self, counts: &[(&str, i64)]) {
+        for (state, n) in counts {
+            self.orders.with_label_values(&[state]).set(*n);
+        }
+    }
+
+    pub fn blocked(&self, order: &str, action: &str) {
+        self.blocked.with_label_values(&[order, action]).inc();
+    }
+
+    pub fn dry_run(&self, order: &str) {
+        self.dry_run.with_label_values(&[order]).inc();
+    }
+
+    pub fn cut(&self, order: &str, n: u64) {
+        self.cut.with_label_values(&[order]).inc_by(n);
+    }
 }
 
 /// Label handles of one site, resolved once.
@@ -264,6 +321,55 @@ impl Metrics {
                 &["result", "version"],
             )),
         };
+        let policy = PolicyMetrics {
+            serial: must(IntGauge::new(
+                "portcullis_policy_serial",
+                "Serial of the legal-order policy being enforced (0 before one is loaded).",
+            )),
+            reloads: must(IntCounterVec::new(
+                Opts::new(
+                    "portcullis_policy_reloads_total",
+                    "Policy reload attempts by result: success, invalid (the file has errors), refused (serial rule), error (cannot read).",
+                ),
+                &["result"],
+            )),
+            last_reload_success: must(IntGauge::new(
+                "portcullis_policy_last_reload_success",
+                "1 if the last policy reload attempt applied (or changed nothing), 0 if it failed.",
+            )),
+            last_reload_timestamp: must(Gauge::new(
+                "portcullis_policy_last_reload_timestamp_seconds",
+                "Unix time of the last policy reload attempt.",
+            )),
+            orders: must(IntGaugeVec::new(
+                Opts::new(
+                    "portcullis_policy_orders",
+                    "Orders in the running policy by state (pending, active, expired, lifted).",
+                ),
+                &["state"],
+            )),
+            blocked: must(IntCounterVec::new(
+                Opts::new(
+                    "portcullis_policy_blocked_requests_total",
+                    "Requests refused by a legal order, by winning order and action.",
+                ),
+                &["order", "action"],
+            )),
+            dry_run: must(IntCounterVec::new(
+                Opts::new(
+                    "portcullis_policy_dry_run_total",
+                    "Requests a dry_run order would have blocked, by order.",
+                ),
+                &["order"],
+            )),
+            cut: must(IntCounterVec::new(
+                Opts::new(
+                    "portcullis_policy_connections_cut_total",
+                    "Open exchanges (downloads, WebSockets, HTTP/2 streams) cut because an order newly blocked them, by order.",
+                ),
+                &["order"],
+            )),
+        };
         let build_info = must(IntGaugeVec::new(
             Opts::new("portcullis_build_info", "Build information; always 1."),
             &["version"],
@@ -283,6 +389,14 @@ impl Metrics {
             Box::new(tls.cert_expiry.clone()),
             Box::new(tls.reloads.clone()),
             Box::new(tls.handshakes.clone()),
+            Box::new(policy.serial.clone()),
+            Box::new(policy.reloads.clone()),
+            Box::new(policy.last_reload_success.clone()),
+            Box::new(policy.last_reload_timestamp.clone()),
+            Box::new(policy.orders.clone()),
+            Box::new(policy.blocked.clone()),
+            Box::new(policy.dry_run.clone()),
+            Box::new(policy.cut.clone()),
             Box::new(build_info),
         ] {
             must(registry.register(c));
@@ -298,6 +412,7 @@ impl Metrics {
             connections_active,
             connections_total,
             tls,
+            policy,
         }
     }
 

@@ -12,11 +12,15 @@
 //!    ├─ request id, in-flight count                       (conn.rs: idle / header timeouts)
 //!    ├─ method check: CONNECT refused ─────────────────────────────────────────▶ 405
 //!    ├─ canonical host (authority.rs): :authority │ absolute URI │ Host ──────▶ 400 if malformed
+//!    ├─ client country (geo.rs): mmdb on the peer, or a trusted proxy's header
+//!    ├─ legal orders (policy.rs, on this request's snapshot; a suspended host gets its
+//!    │    order's action whatever the SNI or certificate): 451 page │ 403/404 │ 307 to the
+//!    │    notice │ close: connection dropped │ SNI suspended, host not ─▶ 421 │ dry_run:
+//!    │    counted, served  (refuse_tls orders already ended the TLS handshake: tls.rs)
 //!    ├─ TLS only: host not covered by the connection's certificate ──────────▶ 421
 //!    ├─ site lookup (route.rs) ────────────────────────────────────────────────▶ 421 if unknown
 //!    ├─ plain listener with redirect_https ─────────▶ 308 https://host[:port]/path?query
 //!    ├─ framing: conflicting Content-Length ─▶ 400; over max_request_body ───────▶ 413
-//!    ├─ [policy decision — legal orders, before any cache]          (policy issue)
 //!    ├─ [cache lookup]                                               (cache issue)
 //!    ├─ rewrite (forward.rs): hop-by-hop out, X-Forwarded-* (Proto https on TLS), Via,
 //!    │    X-Request-Id
@@ -33,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use portcullis_policy::{RequestFacts, Verdict, page};
 
 use crate::authority::request_host;
 use crate::body::{RequestBody, ResponseBody};
@@ -41,8 +46,10 @@ use crate::config::Limits;
 use crate::conn::ConnState;
 use crate::error::ProxyError;
 use crate::forward::{ForwardInfo, forward, prepare_request, wants_upgrade};
+use crate::geo::Geo;
 use crate::h1::io::ClientBody;
 use crate::metrics::{Metrics, NO_SITE, SiteMetrics};
+use crate::policy::{PolicyRuntime, cut};
 use crate::route::{Site, SiteTable};
 use crate::tls::TlsInfo;
 
@@ -53,14 +60,26 @@ pub struct Shared {
     pub metrics: Metrics,
     pub limits: Limits,
     pub access_log: bool,
+    /// Legal orders, when the config has a `policy:` section.
+    pub policy: Option<Arc<PolicyRuntime>>,
+    pub geo: Arc<Geo>,
     no_site: Arc<SiteMetrics>,
     no_site_name: Arc<str>,
     ids: RequestIds,
 }
 
 impl Shared {
-    pub fn new(sites: SiteTable, metrics: Metrics, limits: Limits, access_log: bool) -> Shared {
+    pub fn new(
+        sites: SiteTable,
+        metrics: Metrics,
+        limits: Limits,
+        access_log: bool,
+        policy: Option<Arc<PolicyRuntime>>,
+        geo: Arc<Geo>,
+    ) -> Shared {
         Shared {
+            policy,
+            geo,
             no_site: Arc::new(metrics.site(NO_SITE)),
             no_site_name: Arc::from(NO_SITE),
             sites,
@@ -198,11 +217,45 @@ async fn route_and_forward(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
-    let (site, raw_host, redirect): (Arc<Site>, HeaderValue, Option<HeaderValue>) = {
+    // The client's country (GeoIP on the peer, or a trusted proxy's header; the header and
+    // X-Forwarded-For of anyone else are not believed).
+    let country = shared.geo.client_country(conn.peer.ip(), req.headers_mut());
+    type Routed = (
+        Arc<Site>,
+        HeaderValue,
+        Option<HeaderValue>,
+        Option<(u64, cut::Facts)>,
+    );
+    let (site, raw_host, redirect, exchange): Routed = {
         let host = request_host(&req)?;
         if let Some(l) = log.as_mut() {
             l.host = host.canonical.clone().into_owned();
         }
+        let site = shared.sites.lookup(&host.canonical);
+        if let Some(site) = site {
+            *site_metrics = site.metrics.clone();
+            if let Some(l) = log.as_mut() {
+                l.site = site.name.clone();
+            }
+        }
+        // Legal orders: a suspended authority gets its order's action whatever the SNI or the
+        // certificate (domain fronting), before the redirect and before any cache; the origin
+        // is never contacted for a blocked request.
+        let exchange = match &shared.policy {
+            Some(policy) => {
+                let facts = Ask {
+                    host: &host.canonical,
+                    country,
+                    request_id,
+                };
+                match decide(policy, conn, &req, facts) {
+                    Decided::Allow(facts) => Some(facts),
+                    Decided::Blocked(resp) => return Ok((*resp, None)),
+                    Decided::Refused(e) => return Err(e),
+                }
+            }
+            None => None,
+        };
         // RFC 9110 §7.4 / RFC 6066 §3: names on one certificate may share a connection
         // (coalescing); a name the certificate does not cover was sent to the wrong server.
         if let Some(tls) = &conn.tls {
@@ -210,20 +263,13 @@ async fn route_and_forward(
                 return Err(ProxyError::MisdirectedForCertificate);
             }
         }
-        let site = shared
-            .sites
-            .lookup(&host.canonical)
-            .ok_or(ProxyError::UnknownHost)?;
+        let site = site.ok_or(ProxyError::UnknownHost)?;
         let redirect = conn
             .redirect_https
             .map(|port| https_location(&host.canonical, port, req.uri()))
             .transpose()?;
-        (site.clone(), host.raw_value()?, redirect)
+        (site.clone(), host.raw_value()?, redirect, exchange)
     };
-    *site_metrics = site.metrics.clone();
-    if let Some(l) = log.as_mut() {
-        l.site = site.name.clone();
-    }
     if let Some(location) = redirect {
         return Ok((redirect_response(location), None));
     }
@@ -241,9 +287,125 @@ async fn route_and_forward(
     let limit = shared.limits.max_request_body;
     let req = req.map(|b| RequestBody::new(b, limit, counter));
     let _awaiting = conn.state.awaiting_origin();
-    let (resp, upstream) = forward(&site, req, upgrade).await?;
+    let (mut resp, upstream) = forward(&site, req, upgrade).await?;
+    if let (Some(policy), Some((generation, facts))) = (&shared.policy, exchange) {
+        // Registered for as long as the body streams, so a change that blocks the host cuts
+        // it; decided again here if the table changed while the origin answered.
+        let recheck = policy.recheck(&facts, generation, SystemTime::now());
+        let guard = policy.cuts.register(facts);
+        if recheck.is_some() {
+            guard.signal.trip();
+        }
+        resp.body_mut().set_cut_guard(guard);
+    }
     Ok((resp, Some(upstream)))
 }
+
+/// What the policy step decided.
+enum Decided {
+    /// Serve; the facts (and the table generation they were decided on) register the exchange.
+    Allow((u64, cut::Facts)),
+    Blocked(Box<Response<ResponseBody>>),
+    Refused(ProxyError),
+}
+
+/// What the policy step asks about a request, besides the request itself.
+struct Ask<'a> {
+    host: &'a str,
+    country: Option<[u8; 2]>,
+    request_id: &'a HeaderValue,
+}
+
+/// Asks this request's snapshot of the legal-order table.
+fn decide<B>(policy: &PolicyRuntime, conn: &ConnCtx, req: &Request<B>, ask: Ask<'_>) -> Decided {
+    let Ask {
+        host,
+        country,
+        request_id,
+    } = ask;
+    // The generation first: if a swap lands between the two loads, the exchange is checked
+    // again when it registers.
+    let generation = policy.generation();
+    let snapshot = policy.snapshot();
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let sni = conn.tls.as_ref().and_then(|t| t.sni.as_deref());
+    let now = SystemTime::now();
+    let decision = snapshot.table.decide(&RequestFacts {
+        host,
+        path,
+        country,
+        sni,
+        now,
+    });
+    for order in decision.dry_run() {
+        policy.metrics.dry_run(&order.id);
+        tracing::info!(request_id = ?request_id, order = %order.id, host, "dry_run order would have blocked this request");
+    }
+    match decision.verdict {
+        Verdict::Allow => {
+            let facts = cut::Facts {
+                host: host.into(),
+                path: path.into(),
+                country,
+                sni: sni.map(Box::from),
+            };
+            Decided::Allow((generation, facts))
+        }
+        Verdict::BadHost(e) => Decided::Refused(ProxyError::BadHost(e)),
+        Verdict::Misdirected => Decided::Refused(ProxyError::MisdirectedForPolicy),
+        Verdict::Block { order, action } => {
+            policy.metrics.blocked(&order.id, action.as_str());
+            let matched: Vec<&str> = decision.matched().map(|o| o.id.as_str()).collect();
+            tracing::info!(request_id = ?request_id, order = %order.id, action = action.as_str(), ?matched, host, "request blocked by a legal order");
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let format = if page::wants_json(accept) {
+                page::Format::ProblemJson
+            } else {
+                page::Format::Html
+            };
+            let page = page::blocked_response(
+                order,
+                &snapshot.table.policy().blocked_by,
+                host,
+                request_id.to_str().unwrap_or("-"),
+                format,
+            );
+            Decided::Blocked(Box::new(blocked_response(page, request_id)))
+        }
+    }
+}
+
+/// The response for a blocked request; `None` (close, refuse_tls) drops the connection.
+fn blocked_response(
+    page: Option<page::BlockedResponse>,
+    request_id: &HeaderValue,
+) -> Response<ResponseBody> {
+    let Some(page) = page else {
+        let mut resp = Response::new(ResponseBody::empty());
+        resp.extensions_mut().insert(DropConnection);
+        return resp;
+    };
+    let mut resp = Response::new(ResponseBody::full(page.body));
+    *resp.status_mut() =
+        StatusCode::from_u16(page.status).unwrap_or(StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+    let h = resp.headers_mut();
+    for (name, value) in page.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.append(name, v);
+        }
+    }
+    h.insert("x-request-id", request_id.clone());
+    resp
+}
+
+/// Marks a response that must not be sent: the connection is dropped instead (HTTP/1.1: closed
+/// without a byte; HTTP/2: the stream is reset).
+#[derive(Debug, Clone, Copy)]
+pub struct DropConnection;
 
 /// `https://{host}[:{port}]{path?query}`; the port is left out when it is 443.
 fn https_location(host: &str, port: u16, uri: &Uri) -> Result<HeaderValue, ProxyError> {

@@ -19,8 +19,10 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::admin;
 use crate::config::Config;
+use crate::geo::Geo;
 use crate::metrics::Metrics;
 use crate::pipeline::Shared;
+use crate::policy::PolicyRuntime;
 use crate::route::SiteTable;
 use crate::tls::{Tls, TlsSetupError};
 
@@ -41,6 +43,10 @@ pub enum ServeError {
     Site(#[source] crate::route::SiteError),
     #[error("cannot set up TLS")]
     Tls(#[source] TlsSetupError),
+    #[error("cannot start enforcing legal orders")]
+    Policy(#[source] crate::policy::StartError),
+    #[error("cannot set up GeoIP")]
+    Geo(#[source] crate::geo::GeoError),
 }
 
 /// What a listener serves.
@@ -75,9 +81,17 @@ impl Proxy {
     /// Binds the listeners and the admin address of a validated config.
     pub async fn bind(config: &Config) -> Result<Proxy, ServeError> {
         let metrics = Metrics::new();
+        // Fail closed: no listener is bound before the policy to enforce is loaded.
+        let policy = match &config.policy {
+            Some(p) => {
+                Some(PolicyRuntime::start(p, metrics.policy.clone()).map_err(ServeError::Policy)?)
+            }
+            None => None,
+        };
+        let geo = Arc::new(Geo::new(config.geoip.as_ref()).map_err(ServeError::Geo)?);
         let tls = match &config.tls {
             Some(t) => Some(Arc::new(
-                Tls::new(t, &metrics.tls).map_err(ServeError::Tls)?,
+                Tls::new(t, &metrics.tls, policy.clone(), geo.clone()).map_err(ServeError::Tls)?,
             )),
             None => None,
         };
@@ -119,9 +133,12 @@ impl Proxy {
             metrics,
             config.limits.clone(),
             config.logging.access_log,
+            policy.clone(),
+            geo,
         ));
         let admin_state = Arc::new(admin::AdminState {
             metrics: shared.metrics.clone(),
+            policy,
             token: config.admin.as_ref().and_then(|a| a.token.clone()),
             draining: AtomicBool::new(false),
         });
@@ -176,6 +193,9 @@ impl Proxy {
             cert_watch: _cert_watch,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
+        if let Some(policy) = &shared.policy {
+            policy.spawn_triggers(stop_rx.clone());
+        }
         let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
         let builder = Arc::new(server_builder(&shared));
         let mut accept_tasks = Vec::new();

@@ -24,7 +24,9 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsConfig;
+use crate::geo::Geo;
 use crate::metrics::{HandshakeResult, TlsMetrics, TlsVersion};
+use crate::policy::PolicyRuntime;
 
 /// ALPN protocols offered, in preference order.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -34,6 +36,9 @@ const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// would answer an unresolvable SNI with `access_denied`, which tells the client nothing.
 const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 
+/// A fatal `access_denied` alert (RFC 8446 §6.2), for a name a legal order refuses.
+const ACCESS_DENIED_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31];
+
 /// What a TLS connection was set up with; its requests are checked against it.
 #[derive(Debug, Clone)]
 pub struct TlsInfo {
@@ -42,6 +47,8 @@ pub struct TlsInfo {
     /// ALPN chose `h2`.
     pub h2: bool,
     pub version: TlsVersion,
+    /// The ClientHello's SNI as sent (policy checks it against the request's host).
+    pub sni: Option<Box<str>>,
 }
 
 /// Setting up TLS termination failed (at start-up only; reloads never fail the proxy).
@@ -60,11 +67,19 @@ pub struct Tls {
     store: CertStore,
     handshake_timeout: Duration,
     metrics: TlsMetrics,
+    /// Legal orders with `refuse_tls` abort the handshake by SNI.
+    policy: Option<Arc<PolicyRuntime>>,
+    geo: Arc<Geo>,
 }
 
 impl Tls {
     /// Loads the certificate directory and builds the server config.
-    pub fn new(cfg: &TlsConfig, metrics: &TlsMetrics) -> Result<Tls, TlsSetupError> {
+    pub fn new(
+        cfg: &TlsConfig,
+        metrics: &TlsMetrics,
+        policy: Option<Arc<PolicyRuntime>>,
+        geo: Arc<Geo>,
+    ) -> Result<Tls, TlsSetupError> {
         let store = CertStore::load(&cfg.certs_dir, cfg.default_cert.as_deref())
             .map_err(TlsSetupError::Certs)?;
         let config =
@@ -76,6 +91,8 @@ impl Tls {
             store,
             handshake_timeout: cfg.handshake_timeout,
             metrics: metrics.clone(),
+            policy,
+            geo,
         })
     }
 
@@ -108,9 +125,31 @@ impl Tls {
                 return None;
             }
         };
+        let sni: Option<Box<str>> = start.client_hello().server_name().map(Box::from);
+        // A legal order that requires ending service for the name: no handshake at all.
+        if let (Some(policy), Some(name)) = (&self.policy, sni.as_deref()) {
+            let country = self.geo.peer_country(peer.ip());
+            if let Some(order) =
+                policy
+                    .snapshot()
+                    .table
+                    .decide_sni(name, country, std::time::SystemTime::now())
+            {
+                policy.metrics.blocked(&order.id, order.action.as_str());
+                tracing::info!(%peer, sni = name, order = %order.id, "TLS handshake refused by a legal order");
+                failed(HandshakeResult::Refused, &"refused by a legal order");
+                let mut io = start.io;
+                let _ = timeout_at(deadline, async {
+                    io.write_all(&ACCESS_DENIED_ALERT).await?;
+                    io.shutdown().await
+                })
+                .await;
+                return None;
+            }
+        }
         // The resolver inside rustls makes the same lookup; this one decides whether to go on
         // at all, and is the certificate the connection's requests are checked against.
-        let Some(cert) = self.store.lookup(start.client_hello().server_name()) else {
+        let Some(cert) = self.store.lookup(sni.as_deref()) else {
             failed(HandshakeResult::UnknownSni, &"no certificate for the SNI");
             let mut io = start.io;
             let _ = timeout_at(deadline, async {
@@ -139,7 +178,15 @@ impl Tls {
         };
         let h2 = conn.alpn_protocol() == Some(b"h2");
         self.metrics.handshake(HandshakeResult::Success, version);
-        Some((stream, TlsInfo { cert, h2, version }))
+        Some((
+            stream,
+            TlsInfo {
+                cert,
+                h2,
+                version,
+                sni,
+            },
+        ))
     }
 
     /// Re-reads the certificate directory (SIGHUP). A failure keeps the last good set, is

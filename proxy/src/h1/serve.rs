@@ -28,7 +28,9 @@ use super::write::{Framing, encode_response_head, response_framing, write_messag
 use crate::body::ResponseBody;
 use crate::error::ProxyError;
 use crate::forward::OriginUpgrade;
+use crate::pipeline::DropConnection;
 use crate::pipeline::{ConnCtx, Shared, handle, refuse};
+use crate::policy::cut::websocket_close_1008;
 
 /// How reading the next head ended without one.
 enum NoHead {
@@ -119,6 +121,10 @@ pub async fn serve<W>(
                 Err(_) => false,
             },
         };
+        if resp.extensions().get::<DropConnection>().is_some() {
+            // A legal order with `action: close`: not a byte more on this connection.
+            return;
+        }
         let mut keep = keep_alive && body_done && !*stop.borrow() && !says_close(&resp);
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             upgrade(reader, writer, resp, &mut head_buf).await;
@@ -262,6 +268,8 @@ async fn upgrade<W>(
     if writer.write_all(head_buf).await.is_err() {
         return;
     }
+    let cut = resp.body_mut().take_cut_guard();
+    let websocket = super::parse::has_token(resp.headers(), &header::UPGRADE, "websocket");
     let (mut origin, from_origin) = into_tunnel(origin);
     let ClientReader { io, buf, .. } = reader;
     // Bytes either side sent past the upgrade are the tunnel's first bytes.
@@ -272,9 +280,27 @@ async fn upgrade<W>(
         return;
     }
     let mut client = tokio::io::join(io, writer);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
-        if e.kind() != io::ErrorKind::NotConnected {
+    let tunnel = tokio::io::copy_bidirectional(&mut client, &mut origin);
+    let ended = match &cut {
+        Some(guard) => tokio::select! {
+            r = tunnel => Some(r),
+            () = guard.signal.cut() => None,
+        },
+        None => Some(tunnel.await),
+    };
+    match ended {
+        Some(Err(e)) if e.kind() != io::ErrorKind::NotConnected => {
             tracing::debug!(error = %e, "upgraded tunnel ended with an error");
+        }
+        Some(_) => {}
+        None => {
+            // A legal order now blocks the host: tell a WebSocket client why (close 1008,
+            // policy violation), then end both sides.
+            if websocket {
+                let _ = client.writer_mut().write_all(&websocket_close_1008()).await;
+            }
+            let _ = client.writer_mut().shutdown().await;
+            let _ = origin.shutdown().await;
         }
     }
 }

@@ -18,7 +18,7 @@ use super::{Builder, Mode};
 use crate::conn::{ConnState, IdleIo, Rewind, watchdog};
 use crate::h1;
 use crate::h1::io::{ClientBody, ClientReader};
-use crate::pipeline::{ConnCtx, Shared, handle};
+use crate::pipeline::{ConnCtx, DropConnection, Shared, handle};
 use crate::tls::Tls;
 
 pub(super) async fn serve_connection(
@@ -165,7 +165,19 @@ async fn serve_h2<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = service_fn(move |req: Request<Incoming>| {
-        handle(shared.clone(), ctx.clone(), req.map(ClientBody::H2))
+        let resp = handle(shared.clone(), ctx.clone(), req.map(ClientBody::H2));
+        async move {
+            let resp = match resp.await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            };
+            // `action: close` on HTTP/2: the stream is reset, other streams (other hosts,
+            // coalesced) go on.
+            if resp.extensions().get::<DropConnection>().is_some() {
+                return Err(StreamDropped);
+            }
+            Ok(resp)
+        }
     });
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
@@ -238,3 +250,8 @@ impl Drop for ActiveConnection<'_> {
         self.0.dec();
     }
 }
+
+/// A stream refused by a legal order with `action: close`.
+#[derive(Debug, thiserror::Error)]
+#[error("stream dropped by a legal order")]
+struct StreamDropped;

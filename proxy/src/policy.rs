@@ -1,0 +1,891 @@
+//! The legal-order policy at run time: loading, the fail-closed start, reloads by every trigger,
+//! the snapshot each request decides on, the clock that makes orders start and end, cutting
+//! exchanges a change newly blocks, the audit trail and the metrics.
+//!
+//! ```text
+//!  start:  policy.file ──parse──▶ ok: persist state_dir/policy.last-good.yaml
+//!            │ broken or missing
+//!            └──▶ state_dir/policy.last-good.yaml ──▶ ok: serve it, report the file's errors
+//!                   │ none either
+//!                   └──▶ refuse to start, saying why (fail closed)
+//!  reload: watch (directory; debounced) │ SIGHUP │ POST /admin/policy/reload │ hash check
+//!            ──▶ read, sha256 (same as running: nothing to do) ──▶ parse ──▶ serial rule
+//!            ──▶ compile ──▶ swap ──▶ persist last good ──▶ audit ──▶ cut newly blocked
+//!          any failure: the running table stays; counted, logged, audited
+//!  tick:   every min(1 s, close_grace / 2): order states by the clock; an order that became
+//!          effective or ended is audited, and a newly effective one cuts what it blocks
+//! ```
+//!
+//! The pure decisions live in `portcullis-policy`; this module owns every clock, file and lock.
+
+pub mod cut;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use portcullis_policy::{CompiledPolicy, OrderState, Policy, SerialError};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::audit::AuditLog;
+use crate::config::PolicyConfig;
+use crate::metrics::PolicyMetrics;
+
+/// The last good copy, beside the audit log.
+pub const LAST_GOOD: &str = "policy.last-good.yaml";
+/// The audit log's file name in `state_dir`.
+pub const AUDIT_LOG: &str = "audit.jsonl";
+
+/// One loaded policy, as every request of its lifetime sees it.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub table: CompiledPolicy,
+    /// Hex sha256 of the file's bytes.
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+    pub source: Source,
+}
+
+/// Where the running policy came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    File,
+    /// The file was broken or missing at start-up.
+    LastGood,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::LastGood => "last_good",
+        }
+    }
+}
+
+/// What started a reload (logged, audited and reported by the admin endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Startup,
+    Watch,
+    Signal,
+    Admin,
+    HashCheck,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Watch => "watch",
+            Trigger::Signal => "sighup",
+            Trigger::Admin => "admin",
+            Trigger::HashCheck => "hash_check",
+        }
+    }
+}
+
+/// How a reload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied {
+        serial: u64,
+        added: Vec<String>,
+        removed: Vec<String>,
+        changed: Vec<String>,
+    },
+    /// The file's bytes are the running ones.
+    Unchanged { serial: u64 },
+    /// A watch event or the hash check found the content already running or already refused:
+    /// nothing is counted, logged or audited again (a log file written into the watched
+    /// directory must not turn one refusal into a loop).
+    Skipped,
+    /// The file has errors (every one listed, with file, line, order and key).
+    Invalid(String),
+    /// The serial rule refused it (a rollback, or a change without a new serial).
+    Refused(String),
+    /// The file could not be read.
+    Error(String),
+}
+
+impl Outcome {
+    /// The `result` label.
+    pub fn result(&self) -> &'static str {
+        match self {
+            Outcome::Applied { .. } | Outcome::Unchanged { .. } | Outcome::Skipped => "success",
+            Outcome::Invalid(_) => "invalid",
+            Outcome::Refused(_) => "refused",
+            Outcome::Error(_) => "error",
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Invalid(e) | Outcome::Refused(e) | Outcome::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The proxy will not start: there is no valid policy to enforce.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "no valid legal-order policy: {file} {file_error}; and no last good copy at {last_good}: {last_good_error}. Refusing to serve without the policy (fail closed)"
+    )]
+    NoPolicy {
+        file: PathBuf,
+        file_error: String,
+        last_good: PathBuf,
+        last_good_error: String,
+    },
+    #[error("cannot create the policy state directory {path}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The last attempt, for `GET /admin/policy`.
+#[derive(Debug, Clone, Default)]
+struct Status {
+    /// The error of the last failed load, cleared by the next success.
+    last_error: Option<String>,
+    last_attempt: Option<(SystemTime, Trigger, &'static str)>,
+    /// The sha256 of the last file content tried and found wanting, so the hash check does not
+    /// retry (and re-log) the same broken file every interval.
+    last_bad_sha: Option<String>,
+}
+
+/// The policy of one proxy instance.
+#[derive(Debug)]
+pub struct PolicyRuntime {
+    cfg: PolicyConfig,
+    current: ArcSwap<Snapshot>,
+    /// Bumped on every swap and every clock-driven change, so an exchange decided on an older
+    /// generation is decided again when it registers.
+    generation: AtomicU64,
+    status: Mutex<Status>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+    /// Order states at the last tick, by order index of the current snapshot.
+    states: Mutex<Vec<OrderState>>,
+    audit: Mutex<Option<AuditLog>>,
+    pub metrics: PolicyMetrics,
+    pub cuts: Arc<cut::Registry>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What the file holds, to tell a new attempt from a repeat: its hash, or why it is unreadable.
+fn content_key(read: Result<&[u8], &std::io::Error>) -> String {
+    match read {
+        Ok(bytes) => sha256_hex(bytes),
+        Err(e) => format!("unreadable: {:?}", e.kind()),
+    }
+}
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// RFC 3339, UTC, for JSON.
+pub fn rfc3339(t: SystemTime) -> String {
+    OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Reads and parses a policy file: `(policy, sha256)` or every error as one message.
+fn read_policy(path: &Path) -> Result<(Policy, String), (Outcome, Option<String>)> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        (
+            Outcome::Error(format!("cannot read {}: {e}", path.display())),
+            Some(content_key(Err(&e))),
+        )
+    })?;
+    let sha = sha256_hex(&bytes);
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err((
+                Outcome::Invalid(format!("{}: not UTF-8 text: {e}", path.display())),
+                Some(sha),
+            ));
+        }
+    };
+    match Policy::parse(text, &path.display().to_string()) {
+        Ok(p) => Ok((p, sha)),
+        Err(errors) => Err((Outcome::Invalid(errors.to_string()), Some(sha))),
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, sync, rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl PolicyRuntime {
+    /// Loads the policy at start-up, failing closed: the file, else the last good copy, else
+    /// an error that stops the proxy.
+    pub fn start(cfg: &PolicyConfig, metrics: PolicyMetrics) -> Result<Arc<Self>, StartError> {
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|source| StartError::StateDir {
+            path: cfg.state_dir.clone(),
+            source,
+        })?;
+        metrics.init();
+        let audit = match AuditLog::open(&cfg.state_dir.join(AUDIT_LOG)) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::error!(error = %crate::error::Chain(&e), "cannot open the policy audit log; changes are logged but not audited");
+                None
+            }
+        };
+        let last_good_path = cfg.state_dir.join(LAST_GOOD);
+        let from_file = read_policy(&cfg.file);
+        let from_last_good = || read_policy(&last_good_path);
+        let now = SystemTime::now();
+        let (policy, sha, source, file_error) = match from_file {
+            Ok((policy, sha)) => {
+                // Across restarts too, an older file must not lift what a newer one imposed.
+                match from_last_good() {
+                    Ok((good, good_sha))
+                        if good_sha != sha
+                            && refusal(good.serial, policy.serial, &good_sha, &sha).is_some() =>
+                    {
+                        let reason = refusal(good.serial, policy.serial, &good_sha, &sha)
+                            .unwrap_or_default();
+                        tracing::error!(file = %cfg.file.display(), %reason, "policy file refused at start-up; enforcing the last good copy");
+                        (good, good_sha, Source::LastGood, Some(reason))
+                    }
+                    _ => (policy, sha, Source::File, None),
+                }
+            }
+            Err((outcome, _)) => {
+                let file_error = outcome.error().unwrap_or_default().to_owned();
+                match from_last_good() {
+                    Ok((good, good_sha)) => {
+                        tracing::error!(file = %cfg.file.display(), error = %file_error, last_good = %last_good_path.display(), "policy file unusable at start-up; enforcing the last good copy");
+                        (good, good_sha, Source::LastGood, Some(file_error))
+                    }
+                    Err((lg, _)) => {
+                        return Err(StartError::NoPolicy {
+                            file: cfg.file.clone(),
+                            file_error,
+                            last_good: last_good_path,
+                            last_good_error: lg.error().unwrap_or_default().to_owned(),
+                        });
+                    }
+                }
+            }
+        };
+        let serial = policy.serial;
+        let orders = policy.orders.len();
+        let table = CompiledPolicy::compile(policy);
+        let rt = Arc::new(PolicyRuntime {
+            cfg: cfg.clone(),
+            current: ArcSwap::from_pointee(Snapshot {
+                table,
+                sha256: sha.clone(),
+                loaded_at: now,
+                source,
+            }),
+            generation: AtomicU64::new(0),
+            status: Mutex::new(Status {
+                last_error: file_error.clone(),
+                last_attempt: Some((
+                    now,
+                    Trigger::Startup,
+                    if file_error.is_some() {
+                        "invalid"
+                    } else {
+                        "success"
+                    },
+                )),
+                last_bad_sha: None,
+            }),
+            reloading: Mutex::new(()),
+            states: Mutex::new(Vec::new()),
+            audit: Mutex::new(audit),
+            metrics,
+            cuts: Arc::new(cut::Registry::default()),
+        });
+        if source == Source::File {
+            rt.persist_last_good();
+        }
+        rt.metrics
+            .serial
+            .set(i64::try_from(serial).unwrap_or(i64::MAX));
+        rt.metrics.reload(
+            if file_error.is_some() {
+                "invalid"
+            } else {
+                "success"
+            },
+            unix_secs(now),
+        );
+        let snapshot = rt.snapshot();
+        let states = rt.order_states(&snapshot, now);
+        rt.audit(
+            "policy_loaded",
+            json!({
+                "trigger": "startup",
+                "serial": serial,
+                "sha256": sha,
+                "source": source.as_str(),
+                "orders": orders,
+                "active": active_ids(&snapshot, &states),
+                "file_error": file_error,
+            }),
+        );
+        *lock(&rt.states) = states;
+        tracing::info!(serial, orders, source = source.as_str(), file = %cfg.file.display(), "legal-order policy loaded");
+        Ok(rt)
+    }
+
+    pub fn config(&self) -> &PolicyConfig {
+        &self.cfg
+    }
+
+    /// The table to decide this request on. Load once per request and ask it everything.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// A full `Arc` of the table (for work that outlives the request, like explain).
+    pub fn snapshot_arc(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn persist_last_good(&self) {
+        let path = self.cfg.state_dir.join(LAST_GOOD);
+        let result = std::fs::read(&self.cfg.file).and_then(|bytes| {
+            // Persist exactly what was applied: the file may have changed since it was read.
+            if sha256_hex(&bytes) == self.snapshot().sha256 {
+                write_atomic(&path, &bytes)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = result {
+            tracing::error!(path = %path.display(), error = %e, "cannot persist the last good policy");
+        }
+    }
+
+    fn audit(&self, event: &str, fields: Value) {
+        if let Some(log) = lock(&self.audit).as_mut() {
+            if let Err(e) = log.append(event, fields) {
+                tracing::error!(event, error = %crate::error::Chain(&e), "cannot write the audit log");
+            }
+        }
+    }
+
+    /// Re-reads the file and applies it if it is valid and newer. Blocking (a 1,000,000-host
+    /// table takes a good part of a second to compile): call from a blocking thread.
+    pub fn reload(&self, trigger: Trigger) -> Outcome {
+        let _one = lock(&self.reloading);
+        let now = SystemTime::now();
+        let outcome = self.try_reload(trigger, now);
+        if outcome == Outcome::Skipped {
+            return outcome;
+        }
+        let result = outcome.result();
+        self.metrics.reload(result, unix_secs(now));
+        {
+            let mut st = lock(&self.status);
+            st.last_attempt = Some((now, trigger, result));
+            match &outcome {
+                Outcome::Applied { .. } => st.last_error = None,
+                Outcome::Unchanged { .. } => {}
+                other => st.last_error = other.error().map(str::to_owned),
+            }
+        }
+        match &outcome {
+            Outcome::Applied {
+                serial,
+                added,
+                removed,
+                changed,
+            } => {
+                tracing::info!(
+                    trigger = trigger.as_str(),
+                    serial,
+                    ?added,
+                    ?removed,
+                    ?changed,
+                    "legal-order policy reloaded"
+                );
+            }
+            Outcome::Unchanged { serial } => {
+                tracing::info!(trigger = trigger.as_str(), serial, "policy file unchanged");
+            }
+            Outcome::Skipped => {}
+            Outcome::Invalid(e) => {
+                tracing::error!(trigger = trigger.as_str(), errors = %e, "policy reload failed; keeping the running table");
+                self.audit(
+                    "policy_reload_failed",
+                    json!({ "trigger": trigger.as_str(), "error": e }),
+                );
+            }
+            Outcome::Error(e) => {
+                tracing::error!(trigger = trigger.as_str(), error = %e, "policy reload failed; keeping the running table");
+                self.audit(
+                    "policy_reload_failed",
+                    json!({ "trigger": trigger.as_str(), "error": e }),
+                );
+            }
+            Outcome::Refused(e) => {
+                tracing::error!(trigger = trigger.as_str(), reason = %e, "policy reload refused; keeping the running table");
+                self.audit(
+                    "policy_reload_refused",
+                    json!({ "trigger": trigger.as_str(), "reason": e }),
+                );
+            }
+        }
+        outcome
+    }
+
+    fn try_reload(&self, trigger: Trigger, now: SystemTime) -> Outcome {
+        let running = self.snapshot_arc();
+        if matches!(trigger, Trigger::Watch | Trigger::HashCheck) {
+            // Events fire for anything in the directory; only new content is worth a reload.
+            let key = content_key(std::fs::read(&self.cfg.file).as_deref());
+            if key == running.sha256 || lock(&self.status).last_bad_sha.as_deref() == Some(&key) {
+                return Outcome::Skipped;
+            }
+        }
+        let (policy, sha) = match read_policy(&self.cfg.file) {
+            Ok(ok) => ok,
+            Err((outcome, sha)) => {
+                lock(&self.status).last_bad_sha = sha;
+                return outcome;
+            }
+        };
+        if sha == running.sha256 {
+            return Outcome::Unchanged {
+                serial: policy.serial,
+            };
+        }
+        let new = CompiledPolicy::compile(policy);
+        let diff = match running.table.check_replacement(&new) {
+            Ok(diff) => diff,
+            Err(e) => {
+                lock(&self.status).last_bad_sha = Some(sha);
+                return Outcome::Refused(e.to_string());
+            }
+        };
+        let serial = new.serial();
+        let orders = new.policy().orders.len();
+        self.current.store(Arc::new(Snapshot {
+            table: new,
+            sha256: sha.clone(),
+            loaded_at: now,
+            source: Source::File,
+        }));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.metrics
+            .serial
+            .set(i64::try_from(serial).unwrap_or(i64::MAX));
+        self.persist_last_good();
+        let snapshot = self.snapshot_arc();
+        let states = self.order_states(&snapshot, now);
+        self.audit(
+            "policy_loaded",
+            json!({
+                "trigger": trigger.as_str(),
+                "serial": serial,
+                "previous_serial": running.table.serial(),
+                "sha256": sha,
+                "source": "file",
+                "orders": orders,
+                "added": diff.added,
+                "removed": diff.removed,
+                "changed": diff.changed,
+                "active": active_ids(&snapshot, &states),
+            }),
+        );
+        *lock(&self.states) = states;
+        self.sweep(&snapshot, now);
+        Outcome::Applied {
+            serial,
+            added: diff.added,
+            removed: diff.removed,
+            changed: diff.changed,
+        }
+    }
+
+    /// Order states at `now`, and the `orders{state}` gauge set from them.
+    fn order_states(&self, snapshot: &Snapshot, now: SystemTime) -> Vec<OrderState> {
+        let now = OffsetDateTime::from(now);
+        let states: Vec<OrderState> = snapshot
+            .table
+            .policy()
+            .orders
+            .iter()
+            .map(|o| o.state(now))
+            .collect();
+        let count = |s: OrderState| states.iter().filter(|x| **x == s).count() as i64;
+        self.metrics.set_orders(&[
+            ("pending", count(OrderState::Pending)),
+            ("active", count(OrderState::Active)),
+            ("expired", count(OrderState::Expired)),
+            ("lifted", count(OrderState::Lifted)),
+        ]);
+        states
+    }
+
+    /// The clock: audits orders that became effective or ended since the last tick, and cuts
+    /// what a newly effective order blocks.
+    pub fn tick(&self) {
+        let _one = lock(&self.reloading);
+        let now = SystemTime::now();
+        let snapshot = self.snapshot_arc();
+        let states = self.order_states(&snapshot, now);
+        let mut newly_active = false;
+        {
+            let mut prev = lock(&self.states);
+            if prev.len() == states.len() {
+                for (i, (was, is)) in prev.iter().zip(&states).enumerate() {
+                    if was == is {
+                        continue;
+                    }
+                    let Some(order) = snapshot.table.policy().orders.get(i) else {
+                        continue;
+                    };
+                    let event = if *is == OrderState::Active {
+                        newly_active = true;
+                        tracing::info!(order = %order.id, "legal order became effective");
+                        "order_effective"
+                    } else {
+                        tracing::info!(order = %order.id, state = is.as_str(), "legal order ended");
+                        "order_ended"
+                    };
+                    self.audit(
+                        event,
+                        json!({
+                            "order": order.id,
+                            "serial": snapshot.table.serial(),
+                            "state": is.as_str(),
+                            "at": rfc3339(now),
+                        }),
+                    );
+                }
+            }
+            *prev = states;
+        }
+        if newly_active {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.sweep(&snapshot, now);
+        }
+    }
+
+    /// Cuts every registered exchange the table now blocks; counts and audits per order.
+    fn sweep(&self, snapshot: &Snapshot, now: SystemTime) {
+        let cut = self.cuts.sweep(&snapshot.table, now);
+        for (order, n) in cut {
+            self.metrics.cut(&order, n);
+            tracing::info!(%order, connections = n, "open exchanges of a newly blocked host cut");
+            self.audit(
+                "connections_cut",
+                json!({ "order": order, "count": n, "serial": snapshot.table.serial() }),
+            );
+        }
+    }
+
+    /// Decides a just-registered exchange again if the table changed since its decision;
+    /// returns the blocking order's id (the caller cuts and counts).
+    pub fn recheck(&self, facts: &cut::Facts, decided_at: u64, now: SystemTime) -> Option<String> {
+        if self.generation() == decided_at {
+            return None;
+        }
+        let order = cut::blocking_order(&self.snapshot().table, facts, now)?;
+        self.metrics.cut(&order, 1);
+        self.audit(
+            "connections_cut",
+            json!({ "order": order, "count": 1, "serial": self.snapshot().table.serial() }),
+        );
+        Some(order)
+    }
+
+    /// Whether the file on disk differs from both the running table and the last file found
+    /// wanting (the periodic hash check).
+    pub fn file_changed(&self) -> bool {
+        let key = content_key(std::fs::read(&self.cfg.file).as_deref());
+        key != self.snapshot().sha256 && lock(&self.status).last_bad_sha.as_deref() != Some(&key)
+    }
+
+    /// `GET /admin/policy`.
+    pub fn describe(&self) -> Value {
+        let snapshot = self.snapshot_arc();
+        let status = lock(&self.status).clone();
+        let now = SystemTime::now();
+        let policy = snapshot.table.policy();
+        let summary = portcullis_policy::report::summary(policy, OffsetDateTime::from(now));
+        let orders: Vec<Value> = policy
+            .orders
+            .iter()
+            .zip(&summary.orders)
+            .map(|(o, s)| {
+                json!({
+                    "id": o.id,
+                    "state": s.state.as_str(),
+                    "mode": mode_str(o.mode),
+                    "action": o.action.as_str(),
+                    "authority": o.authority.name,
+                    "authority_type": o.authority.kind.as_str(),
+                    "jurisdiction": o.authority.jurisdiction.as_str(),
+                    "reference": o.reference,
+                    "effective_from": fmt_odt(o.effective_from),
+                    "expires_at": o.expires_at.map(fmt_odt),
+                    "hosts": s.hosts.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "serial": snapshot.table.serial(),
+            "sha256": snapshot.sha256,
+            "loaded_at": rfc3339(snapshot.loaded_at),
+            "source": snapshot.source.as_str(),
+            "file": self.cfg.file.display().to_string(),
+            "blocked_by": policy.blocked_by,
+            "last_error": status.last_error,
+            "last_reload": status.last_attempt.map(|(at, trigger, result)| json!({
+                "at": rfc3339(at),
+                "trigger": trigger.as_str(),
+                "result": result,
+            })),
+            "hosts": summary.hosts,
+            "states": summary.states.iter().map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "orders": orders,
+            "open_exchanges": self.cuts.len(),
+        })
+    }
+
+    /// Runs the triggers that need a task or a thread: the directory watch, SIGHUP, the hash
+    /// check and the clock. They stop when `stop` turns true.
+    pub fn spawn_triggers(self: &Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let watcher = watch_dir(&self.cfg.file, tx);
+        tokio::spawn(debounced_reloads(self.clone(), rx, watcher, stop.clone()));
+        tokio::spawn(reload_on_sighup(self.clone(), stop.clone()));
+        tokio::spawn(hash_check(self.clone(), stop.clone()));
+        tokio::spawn(clock(self.clone(), stop));
+    }
+}
+
+fn mode_str(m: portcullis_policy::Mode) -> &'static str {
+    match m {
+        portcullis_policy::Mode::Enforce => "enforce",
+        portcullis_policy::Mode::DryRun => "dry_run",
+    }
+}
+
+fn fmt_odt(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn active_ids(snapshot: &Snapshot, states: &[OrderState]) -> Vec<String> {
+    snapshot
+        .table
+        .policy()
+        .orders
+        .iter()
+        .zip(states)
+        .filter(|(_, s)| **s == OrderState::Active)
+        .map(|(o, _)| o.id.clone())
+        .collect()
+}
+
+/// Why `new` may not replace `running` (start-up form of the serial rule).
+fn refusal(running: u64, new: u64, running_sha: &str, new_sha: &str) -> Option<String> {
+    if new < running {
+        Some(SerialError::Lower { running, new }.to_string())
+    } else if new == running && running_sha != new_sha {
+        Some(SerialError::Unchanged { serial: new }.to_string())
+    } else {
+        None
+    }
+}
+
+/// Watches the file's directory (not the file: atomic renames and symlink swaps replace it).
+fn watch_dir(
+    file: &Path,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::event::{EventKind, ModifyKind};
+    use notify::{RecursiveMode, Watcher};
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(e) => !matches!(
+                e.kind,
+                EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_))
+            ),
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = tx.send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the policy file; the hash check and SIGHUP still reload");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        tracing::error!(dir = %dir.display(), error = %e, "cannot watch the policy directory; the hash check and SIGHUP still reload");
+        return None;
+    }
+    Some(watcher)
+}
+
+/// Quiet time after a watch event before reloading (an in-place write is a truncate and a
+/// write).
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+async fn debounced_reloads(
+    rt: Arc<PolicyRuntime>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            got = rx.recv() => if got.is_none() { return },
+            _ = stop.changed() => return,
+        }
+        // Debounce: wait until events stop for a moment.
+        loop {
+            match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                Ok(Some(())) => continue,
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        run_reload(&rt, Trigger::Watch).await;
+    }
+}
+
+/// Runs a reload on a blocking thread.
+pub async fn run_reload(rt: &Arc<PolicyRuntime>, trigger: Trigger) -> Outcome {
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || rt.reload(trigger))
+        .await
+        .unwrap_or_else(|e| Outcome::Error(format!("reload task failed: {e}")))
+}
+
+async fn reload_on_sighup(rt: Arc<PolicyRuntime>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; the policy reloads on change only");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                got = hangup.recv() => if got.is_none() { return },
+                _ = stop.changed() => return,
+            }
+            run_reload(&rt, Trigger::Signal).await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (rt, stop.changed().await);
+    }
+}
+
+async fn hash_check(rt: Arc<PolicyRuntime>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(rt.cfg.check_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let changed = {
+            let rt = rt.clone();
+            tokio::task::spawn_blocking(move || rt.file_changed())
+                .await
+                .unwrap_or(false)
+        };
+        if changed {
+            run_reload(&rt, Trigger::HashCheck).await;
+        }
+    }
+}
+
+/// How often order states are re-evaluated by the clock.
+pub fn tick_interval(close_grace: Duration) -> Duration {
+    (close_grace / 2).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+async fn clock(rt: Arc<PolicyRuntime>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(tick_interval(rt.cfg.close_grace));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let rt = rt.clone();
+        let _ = tokio::task::spawn_blocking(move || rt.tick()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_up_serial_rule() {
+        assert!(refusal(5, 4, "a", "b").is_some());
+        assert!(refusal(5, 5, "a", "b").is_some());
+        assert!(refusal(5, 5, "a", "a").is_none());
+        assert!(refusal(5, 6, "a", "b").is_none());
+    }
+
+    #[test]
+    fn ticks_are_bounded_by_the_grace() {
+        assert_eq!(
+            tick_interval(Duration::from_secs(5)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            tick_interval(Duration::from_millis(400)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(tick_interval(Duration::ZERO), Duration::from_millis(50));
+    }
+}
