@@ -1,7 +1,8 @@
 //! `portcullis demo`: a self-contained tour on loopback. It starts a small built-in origin that
-//! echoes what it received, writes a dev CA and a certificate for the demo hosts into a temporary
-//! folder (removed on exit), builds a config through the same validation as a real file, starts
-//! the proxy (plain HTTP and HTTPS), and prints what to try.
+//! echoes what it received, writes a dev CA and a certificate for the demo hosts and a sample
+//! legal-order policy (one suspended host) into a temporary folder (removed on exit), builds a
+//! config through the same validation as a real file, starts the proxy (plain HTTP and HTTPS),
+//! and prints what to try: a served host next to a suspended one's 451 page.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,8 +20,8 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigErrors};
 use crate::server::{Proxy, ServeError};
 
-/// The demo's config; `{origin}`, `{listen}`, `{tls_listen}`, `{certs}` and `{admin}` are
-/// filled in at start.
+/// The demo's config; `{origin}`, `{listen}`, `{tls_listen}`, `{certs}`, `{policy}`, `{state}`
+/// and `{admin}` are filled in at start.
 pub const DEMO_CONFIG: &str = r#"
 listeners:
   - address: "{listen}"
@@ -39,16 +40,62 @@ limits:
   max_request_body: "10MiB"
 logging:
   access_log: true
+policy:
+  file: "{policy}"
+  state_dir: "{state}"
+  close_grace: "5s"
 sites:
   - name: shop
     hosts: ["shop.example", "www.shop.example"]
     origins: ["http://{origin}"]
     connect_timeout: "2s"
     response_timeout: "30s"
+  - name: pirate
+    hosts: ["pirate.example", "www.pirate.example"]
+    origins: ["http://{origin}"]
 "#;
 
-/// The demo hosts: the certificate covers both.
-const DEMO_HOSTS: [&str; 2] = ["shop.example", "www.shop.example"];
+/// The demo's legal orders: `pirate.example` (and its subdomains) is suspended by a court
+/// order; a dry-run order watches `www.shop.example` without blocking it.
+pub const DEMO_POLICY: &str = r#"serial: 2026112601
+blocked_by: "https://edge.example.net/legal"
+orders:
+  - id: "US-SDNY-2026-CV-0142"
+    authority: { name: "U.S. District Court for the Southern District of New York", type: court, jurisdiction: "US" }
+    legal_basis: "17 U.S.C. 512(j)"
+    reference: "1:26-cv-00142"
+    issued_at: "2026-11-20T00:00:00Z"
+    effective_from: "2026-11-21T00:00:00Z"
+    expires_at: null
+    notice_url: "https://lumendatabase.org/notices/00000001"
+    disclosure: public
+    mode: enforce
+    scope:
+      hosts:
+        - { name: "pirate.example", include_subdomains: true }
+    action: { type: unavailable_451 }
+  - id: "DEMO-DRY-RUN-0001"
+    authority: { name: "Demo Regulator", type: regulator, jurisdiction: "DE" }
+    legal_basis: "Demo Act 1"
+    reference: "demo-1"
+    issued_at: "2026-11-20T00:00:00Z"
+    effective_from: "2026-11-21T00:00:00Z"
+    expires_at: null
+    notice_url: "https://lumendatabase.org/notices/00000003"
+    disclosure: public
+    mode: dry_run
+    scope:
+      hosts: [{ name: "www.shop.example", include_subdomains: false }]
+    action: { type: unavailable_451 }
+"#;
+
+/// The demo hosts: the certificate covers all of them.
+const DEMO_HOSTS: [&str; 4] = [
+    "shop.example",
+    "www.shop.example",
+    "pirate.example",
+    "www.pirate.example",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -56,6 +103,8 @@ pub enum DemoError {
     Origin(#[source] std::io::Error),
     #[error("cannot create a temporary folder for the demo certificate")]
     TempDir(#[source] std::io::Error),
+    #[error("cannot write the demo policy")]
+    Policy(#[source] std::io::Error),
     #[error("cannot generate the demo certificate")]
     Certs(#[source] portcullis_certs::GenerateError),
     #[error("the demo config is invalid (a bug): {0}")]
@@ -72,23 +121,27 @@ pub struct DemoAddrs<'a> {
     pub admin: &'a str,
 }
 
-/// Builds the demo config for the given addresses and certificate folder.
+/// Builds the demo config for the given addresses and folder (`certs/`, `policy.yaml` and
+/// `state/` inside it).
 pub fn demo_config(
     addrs: DemoAddrs<'_>,
     origin: SocketAddr,
-    certs: &Path,
+    dir: &Path,
 ) -> Result<Config, ConfigErrors> {
     // YAML double-quoted string: escape what could end it.
-    let certs = certs
-        .display()
-        .to_string()
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"");
+    let quoted = |p: PathBuf| {
+        p.display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+    };
     let yaml = DEMO_CONFIG
         .replace("{listen}", addrs.listen)
         .replace("{tls_listen}", addrs.tls_listen)
         .replace("{admin}", addrs.admin)
-        .replace("{certs}", &certs)
+        .replace("{certs}", &quoted(dir.join("certs")))
+        .replace("{policy}", &quoted(dir.join("policy.yaml")))
+        .replace("{state}", &quoted(dir.join("state")))
         .replace("{origin}", &origin.to_string());
     Config::from_yaml(&yaml, Path::new("."))
 }
@@ -142,12 +195,14 @@ fn echo(req: &Request<Incoming>) -> Response<Full<Bytes>> {
 /// Runs the demo until Ctrl-C.
 pub async fn run() -> Result<(), DemoError> {
     let origin = start_origin().await.map_err(DemoError::Origin)?;
-    let certs = tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix("portcullis-demo-")
         .tempdir()
         .map_err(DemoError::TempDir)?;
     let hosts = DEMO_HOSTS.map(str::to_owned);
-    let generated = portcullis_certs::generate(&hosts, certs.path()).map_err(DemoError::Certs)?;
+    let generated =
+        portcullis_certs::generate(&hosts, &dir.path().join("certs")).map_err(DemoError::Certs)?;
+    std::fs::write(dir.path().join("policy.yaml"), DEMO_POLICY).map_err(DemoError::Policy)?;
     // Friendly fixed ports when free, any free port otherwise.
     let friendly = DemoAddrs {
         listen: preferred_or_any("127.0.0.1:8080"),
@@ -159,7 +214,7 @@ pub async fn run() -> Result<(), DemoError> {
         tls_listen: "127.0.0.1:0",
         admin: "127.0.0.1:0",
     };
-    let config = |addrs| demo_config(addrs, origin, certs.path()).map_err(DemoError::Config);
+    let config = |addrs| demo_config(addrs, origin, dir.path()).map_err(DemoError::Config);
     let proxy = match Proxy::bind(&config(friendly)?).await {
         Ok(p) => p,
         // Another process took a port between the probe and the bind.
@@ -177,14 +232,15 @@ pub async fn run() -> Result<(), DemoError> {
                 admin,
                 origin,
                 ca: generated.ca_cert,
+                policy: dir.path().join("policy.yaml"),
             })
         );
     }
     proxy
         .run(crate::cli::shutdown_signal(), Duration::from_secs(5))
         .await;
-    // The certificate folder goes when `certs` drops, after the proxy has stopped.
-    drop(certs);
+    // The folder goes when `dir` drops, after the proxy has stopped.
+    drop(dir);
     Ok(())
 }
 
@@ -194,6 +250,7 @@ struct Banner {
     admin: SocketAddr,
     origin: SocketAddr,
     ca: PathBuf,
+    policy: PathBuf,
 }
 
 fn banner(b: &Banner) -> String {
@@ -203,8 +260,10 @@ fn banner(b: &Banner) -> String {
         admin,
         origin,
         ca,
+        policy,
     } = b;
     let ca = ca.display();
+    let policy = policy.display();
     let port = tls.port();
     let ip = tls.ip();
     format!(
@@ -212,8 +271,16 @@ fn banner(b: &Banner) -> String {
 Portcullis demo is running.
   proxy   http://{listen}   (HTTP/1.1 and h2c)
   https   https://shop.example:{port}   (TLS 1.2/1.3, h2 or http/1.1; resolves to {ip}; CA {ca})
-  admin   http://{admin}   (/metrics, /healthz, /readyz)
+  admin   http://{admin}   (/metrics, /healthz, /readyz, /admin/policy)
   origin  http://{origin}   (built-in; echoes what it receives)
+  policy  {policy}   (legal orders; edit it and raise serial: applied within a second)
+
+Legal orders: pirate.example is suspended by a court order; shop.example is served.
+  curl -i -H 'Host: shop.example' http://{listen}/              # 200 from the origin
+  curl -i -H 'Host: pirate.example' http://{listen}/            # 451 with the order's page
+  curl -s -H 'Host: www.pirate.example' -H 'Accept: application/problem+json' http://{listen}/
+  curl -s http://{admin}/admin/policy                           # serial, orders and their state
+  curl -s 'http://{admin}/admin/policy/explain?host=pirate.example&path=/'
 
 Try:
   curl -H 'Host: shop.example' http://{listen}/hello            # forwarded; see X-Forwarded-* and Via

@@ -228,6 +228,13 @@ async fn demo_starts_and_proxies_a_request() -> anyhow::Result<()> {
     );
     let (status, _) = get(proxy, "unknown.example", "/").await?;
     assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+    // The demo's suspended host: the order's page, never the origin's echo.
+    let (status, body) = get(proxy, "pirate.example", "/").await?;
+    assert_eq!(status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "{body}");
+    assert!(
+        body.contains("Southern District of New York") && !body.contains("demo origin"),
+        "{body}"
+    );
 
     // HTTPS with the demo's own CA, as the banner suggests (curl: Debian package `curl`).
     let out = Command::new("curl")
@@ -267,6 +274,14 @@ async fn demo_starts_and_proxies_a_request() -> anyhow::Result<()> {
     );
     assert!(
         metrics.contains("portcullis_requests_total{site=\"shop\",status_class=\"2xx\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_policy_blocked_requests_total{action=\"unavailable_451\",order=\"US-SDNY-2026-CV-0142\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_policy_serial 2026112601"),
         "{metrics}"
     );
     Ok(())
