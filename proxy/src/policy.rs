@@ -262,6 +262,8 @@ impl PolicyRuntime {
         let from_file = read_policy(&cfg.file);
         let from_last_good = || read_policy(&last_good_path);
         let now = SystemTime::now();
+        // The file content found wanting at start-up, so the hash check does not retry it.
+        let mut bad_key = None;
         let (policy, sha, source, file_error) = match from_file {
             Ok((policy, sha)) => {
                 // Across restarts too, an older file must not lift what a newer one imposed.
@@ -273,12 +275,14 @@ impl PolicyRuntime {
                         let reason = refusal(good.serial, policy.serial, &good_sha, &sha)
                             .unwrap_or_default();
                         tracing::error!(file = %cfg.file.display(), %reason, "policy file refused at start-up; enforcing the last good copy");
+                        bad_key = Some(sha);
                         (good, good_sha, Source::LastGood, Some(reason))
                     }
                     _ => (policy, sha, Source::File, None),
                 }
             }
-            Err((outcome, _)) => {
+            Err((outcome, key)) => {
+                bad_key = key;
                 let file_error = outcome.error().unwrap_or_default().to_owned();
                 match from_last_good() {
                     Ok((good, good_sha)) => {
@@ -319,7 +323,7 @@ impl PolicyRuntime {
                         "success"
                     },
                 )),
-                last_bad_sha: None,
+                last_bad_sha: bad_key,
             }),
             reloading: Mutex::new(()),
             states: Mutex::new(Vec::new()),
