@@ -119,6 +119,7 @@ pub struct AuditLog {
 /// Where a record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecordInfo {
+    /// Its `seq` (1-based).
     pub seq: u64,
     /// Its `hash` (lowercase hex).
     pub hash: String,
@@ -142,14 +143,17 @@ pub struct ChainRepair {
 /// Why the audit log could not be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// Creating, reading or writing the file (or its folder) failed.
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// [`AuditLog::append`] was given fields that are not a JSON object.
     #[error("audit fields must be a JSON object")]
     FieldsNotObject,
+    /// A field named like a member the log writes itself.
     #[error("audit field {0:?} is reserved for the log itself")]
     ReservedField(String),
 }

@@ -1,6 +1,6 @@
 //! The commands behind `portcullis run`, `check`, `demo`, `certs`, `policy` and `audit`, kept
 //! here so `main.rs` stays a thin shell and everything is testable. The policy and audit
-//! commands live in [`policy`](self::policy).
+//! commands live in `cli/policy.rs`.
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -11,6 +11,7 @@ use super::{GENESIS_HASH, hash_matches};
 /// An intact log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// How many records (also the last `seq`).
     pub records: u64,
     /// The last record's hash ([`GENESIS_HASH`] for an empty log): publish it to pin the
     /// history up to here.
@@ -24,6 +25,7 @@ pub struct VerifyReport {
 /// chain.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// The file could not be read.
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -17,6 +17,7 @@ use crate::audit::{self, VerifyError};
 /// Why a policy command could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyCommandError {
+    /// The file is missing or unreadable.
     #[error("{}: cannot read the policy file: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -26,8 +27,10 @@ pub enum PolicyCommandError {
     /// Every error in the file, one per line, each naming file, line, order id and key.
     #[error(transparent)]
     Invalid(#[from] PolicyErrors),
+    /// `--country` is not two letters.
     #[error("{0:?} is not a country code (two letters, e.g. DE)")]
     BadCountry(String),
+    /// `--until` is not after `--since`.
     #[error("the period is empty: --until ({until}) must be after --since ({since})")]
     EmptyPeriod { since: String, until: String },
 }
@@ -35,7 +38,9 @@ pub enum PolicyCommandError {
 /// The format of `portcullis policy report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportFormat {
+    /// `jurisdiction,authority_type,action,received,in_effect` with a header line.
     Csv,
+    /// A heading naming the period and serial, then a table.
     Markdown,
 }
 
