@@ -1,21 +1,49 @@
-//! The commands behind `portcullis run`, `check` and `demo`, kept here so `main.rs` stays a thin
-//! shell and everything is testable.
+//! The commands behind `portcullis run`, `check`, `demo`, `certs`, `policy` and `audit`, kept
+//! here so `main.rs` stays a thin shell and everything is testable. The policy and audit
+//! commands live in `cli/policy.rs`.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, PolicyConfig};
 use crate::server::{Proxy, ServeError};
 use crate::tls::Tls;
 
 pub use crate::config::parse_duration;
 
-/// `portcullis check`: validates the config and everything it points at. On success returns a
-/// human summary; on failure every error found.
-pub fn check(path: &Path) -> Result<String, ConfigErrors> {
+mod policy;
+
+pub use policy::{
+    ExplainRequest, PolicyCommandError, ReportFormat, audit_verify, load_policy, parse_time,
+    policy_check, policy_explain, policy_report,
+};
+
+/// Where the running proxy keeps the last policy it loaded, inside `policy.state_dir` (see
+/// [`PolicyConfig::state_dir`]).
+const LAST_GOOD: &str = "policy.last-good.yaml";
+
+/// What `portcullis check` found wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The config file itself: every error, with file, line and key.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    /// The config is valid but its policy file is missing or invalid.
+    #[error("{error}{fallback}")]
+    Policy {
+        error: PolicyCommandError,
+        /// What a running proxy would do instead (one line, newline-terminated).
+        fallback: String,
+    },
+}
+
+/// `portcullis check`: validates the config and everything it points at, the policy file
+/// included. On success returns a human summary; on failure every error found.
+pub fn check(path: &Path) -> Result<String, CheckError> {
     let cfg = Config::load(path)?;
+    let policy = cfg.policy.as_ref().map(check_policy).transpose()?;
     let mut out = String::new();
     let _ = writeln!(out, "{}: OK", path.display());
     for l in &cfg.listeners {
@@ -53,6 +81,15 @@ pub fn check(path: &Path) -> Result<String, ConfigErrors> {
                 )
             );
         }
+    }
+    if let (Some(p), Some(line)) = (&cfg.policy, policy) {
+        let _ = writeln!(out, "  policy   {} {line}", p.file.display());
+        let _ = writeln!(
+            out,
+            "    state_dir {} (last good copy, audit log), close_grace {:?}",
+            p.state_dir.display(),
+            p.close_grace
+        );
     }
     match &cfg.admin {
         Some(a) => {
@@ -103,6 +140,43 @@ pub fn check(path: &Path) -> Result<String, ConfigErrors> {
         }
     }
     Ok(out)
+}
+
+/// The policy file of a valid config: `serial N, K orders (A active)`, or what is wrong and
+/// what a running proxy would do about it.
+fn check_policy(p: &PolicyConfig) -> Result<String, CheckError> {
+    let last_good = p.state_dir.join(LAST_GOOD);
+    let fallback = if last_good.is_file() {
+        format!(
+            "  (a running proxy would keep its current table, or start from the last good copy {})\n",
+            last_good.display()
+        )
+    } else {
+        format!(
+            "  (there is no last good copy at {}: a proxy starting now would refuse to serve)\n",
+            last_good.display()
+        )
+    };
+    let policy = load_policy(&p.file).map_err(|error| {
+        let fallback = match &error {
+            // The read error is one line; the parse errors end with a newline already.
+            PolicyCommandError::Read { .. } => format!("\n{fallback}"),
+            _ => fallback.clone(),
+        };
+        CheckError::Policy { error, fallback }
+    })?;
+    let summary = portcullis_policy::report::summary(&policy, time::OffsetDateTime::now_utc());
+    let active = summary
+        .states
+        .get(&portcullis_policy::OrderState::Active)
+        .copied()
+        .unwrap_or(0);
+    Ok(format!(
+        "serial {}, {} order{} ({active} active)",
+        summary.serial,
+        summary.orders.len(),
+        if summary.orders.len() == 1 { "" } else { "s" }
+    ))
 }
 
 /// `portcullis certs generate`: writes a dev CA (or reuses the one in `out`) and a certificate

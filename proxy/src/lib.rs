@@ -4,7 +4,8 @@
 //! What this crate does: listeners and connection handling ([`server`], `conn`), the request
 //! pipeline ([`pipeline`] — read its chart first), forwarding and origin pools ([`forward`],
 //! [`upstream`]), configuration ([`config`]), admin endpoints and metrics ([`admin`],
-//! [`metrics`]), and the CLI commands ([`cli`], with the self-contained [`demo`]).
+//! [`metrics`]), the hash-chained audit log ([`audit`]), and the CLI commands ([`cli`], with
+//! the self-contained [`demo`]).
 //!
 //! TLS termination lives in [`tls`] (handshake, SNI, reload); the certificates themselves are
 //! loaded and resolved by `portcullis-certs`.

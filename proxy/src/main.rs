@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::Config;
+use time::OffsetDateTime;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +46,80 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Legal-order policy files: validate, explain a decision, transparency report.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Parse and validate FILE with the running proxy's parser; print its orders, hosts and
+    /// states, or every error (file:line: order: key: message); exit 1 on any.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The time order states are shown for (RFC 3339 or YYYY-MM-DD; default: now).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        at: Option<OffsetDateTime>,
+    },
+    /// Show the decision for one request: the verdict, the winning order and why each order
+    /// under the host (or SNI) matched or not.
+    Explain {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The Host the client sends.
+        #[arg(long)]
+        host: String,
+        /// The request target.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// The client's country, ISO 3166-1 alpha-2 (default: unknown).
+        #[arg(long, value_name = "CC")]
+        country: Option<String>,
+        /// The TLS SNI of the connection (default: none, plain HTTP).
+        #[arg(long)]
+        sni: Option<String>,
+        /// When (RFC 3339 or YYYY-MM-DD; default: now).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        at: Option<OffsetDateTime>,
+    },
+    /// Transparency counts per jurisdiction, authority type and action over [SINCE, UNTIL):
+    /// orders received in the period and orders in effect during it.
+    Report {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Start of the period, inclusive (YYYY-MM-DD, midnight UTC, or RFC 3339).
+        #[arg(long, value_name = "DATE", value_parser = parse_time)]
+        since: OffsetDateTime,
+        /// End of the period, exclusive (YYYY-MM-DD, midnight UTC, or RFC 3339).
+        #[arg(long, value_name = "DATE", value_parser = parse_time)]
+        until: OffsetDateTime,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Csv,
+    Markdown,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain (a folder means FOLDER/audit.jsonl); print the record
+    /// count and last hash, or the first broken record and exit 1.
+    Verify {
+        #[arg(value_name = "FILE_OR_STATE_DIR")]
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +134,11 @@ enum CertsCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    portcullis::cli::parse_time(s)
+        .ok_or_else(|| format!("{s:?} is not a date (YYYY-MM-DD) or an RFC 3339 time"))
 }
 
 fn parse_grace(s: &str) -> Result<Duration, String> {
@@ -132,11 +212,71 @@ fn main() -> ExitCode {
             }
             Err(e) => report(Err(e.into())),
         },
+        Command::Policy { command } => policy(command),
+        Command::Audit {
+            command: AuditCommand::Verify { path },
+        } => output(portcullis::cli::audit_verify(&path)),
         Command::Demo => {
             init_logging("info");
             let result =
                 runtime(cli.workers).and_then(|rt| Ok(rt.block_on(portcullis::demo::run())?));
             report(result)
+        }
+    }
+}
+
+fn policy(command: PolicyCommand) -> ExitCode {
+    use portcullis::cli::{ExplainRequest, ReportFormat};
+    output(match command {
+        PolicyCommand::Check { file, at } => {
+            portcullis::cli::policy_check(&file, at.unwrap_or_else(OffsetDateTime::now_utc))
+        }
+        PolicyCommand::Explain {
+            file,
+            host,
+            path,
+            country,
+            sni,
+            at,
+        } => portcullis::cli::policy_explain(
+            &file,
+            &ExplainRequest {
+                host,
+                path,
+                country,
+                sni,
+                at: at.unwrap_or_else(OffsetDateTime::now_utc),
+            },
+        ),
+        PolicyCommand::Report {
+            file,
+            since,
+            until,
+            format,
+        } => {
+            let format = match format {
+                Format::Csv => ReportFormat::Csv,
+                Format::Markdown => ReportFormat::Markdown,
+            };
+            portcullis::cli::policy_report(&file, since, until, format)
+        }
+    })
+}
+
+/// Prints a command's text to stdout (exit 0) or its error to stderr (exit 1).
+fn output<E: std::fmt::Display>(result: Result<String, E>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let text = e.to_string();
+            eprint!("{text}");
+            if !text.ends_with('\n') {
+                eprintln!();
+            }
+            ExitCode::from(1)
         }
     }
 }
