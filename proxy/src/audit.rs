@@ -46,7 +46,7 @@
 //!   `source` (`"file"` or `"last_good"`), `orders` (count), `added`, `removed`, `changed`
 //!   (lists of order ids, against the table it replaced).
 //! - `policy_reload_failed` — a reload found an invalid file and changed nothing: `trigger`
-//!   (`watch`, `sighup`, `admin`, `interval`, `startup`), `error` (every error, as text).
+//!   (`watch`, `sighup`, `admin`, `hash_check`, `startup`), `error` (every error, as text).
 //! - `policy_reload_refused` — a valid file that may not replace the running one: `trigger`,
 //!   `reason` (e.g. a lower serial: an old file replayed to lift a block).
 //! - `order_effective` / `order_ended` — this node started / stopped giving effect to an order

@@ -31,14 +31,14 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, event};
 use crate::config::PolicyConfig;
 use crate::metrics::PolicyMetrics;
 
 /// The last good copy, beside the audit log.
 pub const LAST_GOOD: &str = "policy.last-good.yaml";
 /// The audit log's file name in `state_dir`.
-pub const AUDIT_LOG: &str = "audit.jsonl";
+pub const AUDIT_LOG: &str = crate::audit::FILE_NAME;
 
 /// One loaded policy, as every request of its lifetime sees it.
 #[derive(Debug)]
@@ -348,7 +348,7 @@ impl PolicyRuntime {
         let snapshot = rt.snapshot();
         let states = rt.order_states(&snapshot, now);
         rt.audit(
-            "policy_loaded",
+            event::POLICY_LOADED,
             json!({
                 "trigger": "startup",
                 "serial": serial,
@@ -448,21 +448,21 @@ impl PolicyRuntime {
             Outcome::Invalid(e) => {
                 tracing::error!(trigger = trigger.as_str(), errors = %e, "policy reload failed; keeping the running table");
                 self.audit(
-                    "policy_reload_failed",
+                    event::POLICY_RELOAD_FAILED,
                     json!({ "trigger": trigger.as_str(), "error": e }),
                 );
             }
             Outcome::Error(e) => {
                 tracing::error!(trigger = trigger.as_str(), error = %e, "policy reload failed; keeping the running table");
                 self.audit(
-                    "policy_reload_failed",
+                    event::POLICY_RELOAD_FAILED,
                     json!({ "trigger": trigger.as_str(), "error": e }),
                 );
             }
             Outcome::Refused(e) => {
                 tracing::error!(trigger = trigger.as_str(), reason = %e, "policy reload refused; keeping the running table");
                 self.audit(
-                    "policy_reload_refused",
+                    event::POLICY_RELOAD_REFUSED,
                     json!({ "trigger": trigger.as_str(), "reason": e }),
                 );
             }
@@ -515,7 +515,7 @@ impl PolicyRuntime {
         let snapshot = self.snapshot_arc();
         let states = self.order_states(&snapshot, now);
         self.audit(
-            "policy_loaded",
+            event::POLICY_LOADED,
             json!({
                 "trigger": trigger.as_str(),
                 "serial": serial,
@@ -580,10 +580,10 @@ impl PolicyRuntime {
                     let event = if *is == OrderState::Active {
                         newly_active = true;
                         tracing::info!(order = %order.id, "legal order became effective");
-                        "order_effective"
+                        event::ORDER_EFFECTIVE
                     } else {
                         tracing::info!(order = %order.id, state = is.as_str(), "legal order ended");
-                        "order_ended"
+                        event::ORDER_ENDED
                     };
                     self.audit(
                         event,
@@ -611,7 +611,7 @@ impl PolicyRuntime {
             self.metrics.cut(&order, n);
             tracing::info!(%order, connections = n, "open exchanges of a newly blocked host cut");
             self.audit(
-                "connections_cut",
+                event::CONNECTIONS_CUT,
                 json!({ "order": order, "count": n, "serial": snapshot.table.serial() }),
             );
         }
@@ -626,7 +626,7 @@ impl PolicyRuntime {
         let order = cut::blocking_order(&self.snapshot().table, facts, now)?;
         self.metrics.cut(&order, 1);
         self.audit(
-            "connections_cut",
+            event::CONNECTIONS_CUT,
             json!({ "order": order, "count": 1, "serial": self.snapshot().table.serial() }),
         );
         Some(order)
