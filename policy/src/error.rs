@@ -30,6 +30,8 @@ pub struct PolicyError {
 pub enum PolicyErrorKind {
     #[error("invalid YAML: {0}")]
     Yaml(#[source] serde_saphyr::Error),
+    #[error("invalid JSON: {message}")]
+    Json { message: String },
     #[error("unknown key {key:?} (expected one of: {expected})")]
     UnknownKey { key: String, expected: &'static str },
     #[error("duplicate key {key:?} (first at line {first_line})")]

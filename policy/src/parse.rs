@@ -50,10 +50,19 @@ impl Value {
 }
 
 /// Parses YAML text into a located tree. Syntax errors, alias bombs and excessive nesting are
-/// refused here (serde-saphyr's default budget), with the line of the problem.
+/// refused here (serde-saphyr's budget), with the line of the problem.
+///
+/// The budget's alias, anchor and depth limits stay at serde-saphyr's defaults; the node, event
+/// and scalar limits are raised so a table of millions of hosts (five nodes and a dozen events
+/// per `{ name: …, include_subdomains: … }` entry) loads.
 pub(crate) fn parse_tree(text: &str) -> Result<Node, serde_saphyr::Error> {
     let options = serde_saphyr::options! {
         duplicate_keys: DuplicateKeyPolicy::PassThrough,
+        budget: serde_saphyr::budget! {
+            max_nodes: 64_000_000,
+            max_events: 256_000_000,
+            max_total_scalar_bytes: 1 << 30,
+        },
     };
     serde_saphyr::from_str_with_options(text, options)
 }

@@ -19,7 +19,15 @@ impl Checker<'_> {
         let mut hosts = Vec::new();
         if let Some(list) = self.req(&f, "scope", "hosts") {
             let hint = "hosts must not be empty: an order names at least one host";
-            for (i, item) in self.list(list, "scope.hosts", hint).iter().enumerate() {
+            let items = self.list(list, "scope.hosts", hint);
+            hosts.reserve(items.len());
+            for (i, item) in items.iter().enumerate() {
+                // Well-formed entries take the fast path; anything else is checked again
+                // with key paths for its errors.
+                if let Some(rule) = host_entry_fast(item) {
+                    hosts.push(rule);
+                    continue;
+                }
                 let key = format!("scope.hosts[{i}]");
                 if let Some(rule) = self.host_entry(item, &key) {
                     hosts.push(rule);
@@ -152,6 +160,34 @@ impl Checker<'_> {
     }
 }
 
+/// A host entry with nothing wrong in it, read without building any key path: `"name"`, or a
+/// mapping with a string `name`, an optional boolean `include_subdomains` and no other or
+/// repeated key. `None` sends the entry through [`Checker::host_entry`], which reports why.
+fn host_entry_fast(node: &Node) -> Option<HostRule> {
+    let (name, subdomains) = match &node.value {
+        Value::Str(name) => (name, false),
+        Value::Map(entries) => {
+            let (mut name, mut subdomains) = (None, None);
+            for (k, v) in entries {
+                match (&k.value, &v.value) {
+                    (Value::Str(k), Value::Str(n)) if k == "name" && name.is_none() => {
+                        name = Some(n)
+                    }
+                    (Value::Str(k), Value::Bool(b))
+                        if k == "include_subdomains" && subdomains.is_none() =>
+                    {
+                        subdomains = Some(*b)
+                    }
+                    _ => return None,
+                }
+            }
+            (name?, subdomains.unwrap_or(false))
+        }
+        _ => return None,
+    };
+    host_rule(name, subdomains).ok()
+}
+
 /// Validates one host name: `*.` wildcard, IDNA (UTS #46 non-transitional, U-labels accepted,
 /// A-labels stored), no IP addresses, no public suffixes nor wildcards over them.
 pub(crate) fn host_rule(written: &str, include_subdomains: bool) -> Result<HostRule, K> {
@@ -176,12 +212,23 @@ pub(crate) fn host_rule(written: &str, include_subdomains: bool) -> Result<HostR
         });
     }
     let trimmed = rest.strip_suffix('.').unwrap_or(rest);
-    let ascii = idna::domain_to_ascii_cow(trimmed.as_bytes(), idna::AsciiDenyList::URL).map_err(
-        |source| K::Idna {
-            value: written.to_owned(),
-            source,
-        },
-    )?;
+    // Lowercase letters, digits, '-' and '.' without an `xn--` label map to themselves under
+    // UTS #46; skipping the mapping for them is what lets a million-host table validate fast.
+    let plain = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !has_a_label(s)
+    };
+    let ascii = if plain(trimmed) {
+        std::borrow::Cow::Borrowed(trimmed)
+    } else {
+        idna::domain_to_ascii_cow(trimmed.as_bytes(), idna::AsciiDenyList::URL).map_err(
+            |source| K::Idna {
+                value: written.to_owned(),
+                source,
+            },
+        )?
+    };
     // Full-width digits and dots fold to ASCII: check again after mapping.
     if looks_like_ip(&ascii) {
         return Err(K::IpHost {
@@ -208,12 +255,24 @@ pub(crate) fn host_rule(written: &str, include_subdomains: bool) -> Result<HostR
             },
         });
     }
-    let (unicode, ok) = idna::domain_to_unicode(name);
+    // Only names with an A-label have a different Unicode form.
+    let unicode = if has_a_label(name) {
+        let (unicode, ok) = idna::domain_to_unicode(name);
+        (ok.is_ok() && unicode != name).then_some(unicode)
+    } else {
+        None
+    };
     Ok(HostRule {
         name: name.to_owned(),
-        unicode: (ok.is_ok() && unicode != name).then_some(unicode),
+        unicode,
         coverage,
     })
+}
+
+/// Whether any label is an A-label (`xn--…`, any case).
+fn has_a_label(name: &str) -> bool {
+    name.split('.')
+        .any(|l| l.len() >= 4 && l.as_bytes()[..4].eq_ignore_ascii_case(b"xn--"))
 }
 
 /// Whether a name is a public suffix (`com`, `co.uk`, `github.io`), including single labels
