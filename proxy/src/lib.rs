@@ -3,8 +3,9 @@
 //!
 //! What this crate does: listeners and connection handling ([`server`], `conn`), the request
 //! pipeline ([`pipeline`] — read its chart first), forwarding and origin pools ([`forward`],
-//! [`upstream`]), configuration ([`config`]), admin endpoints and metrics ([`admin`],
-//! [`metrics`]), and the CLI commands ([`cli`], with the self-contained [`demo`]).
+//! [`upstream`]), configuration ([`config`]), the client's country ([`geo`]), admin endpoints
+//! and metrics ([`admin`], [`metrics`]), and the CLI commands ([`cli`], with the self-contained
+//! [`demo`]).
 //!
 //! TLS termination lives in [`tls`] (handshake, SNI, reload); the certificates themselves are
 //! loaded and resolved by `portcullis-certs`.
@@ -23,6 +24,7 @@ pub mod conn;
 pub mod demo;
 pub mod error;
 pub mod forward;
+pub mod geo;
 pub mod h1;
 pub mod metrics;
 pub mod pipeline;
