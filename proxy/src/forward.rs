@@ -117,6 +117,10 @@ pub struct ForwardInfo<'a> {
     pub request_id: &'a HeaderValue,
     /// The client connection is TLS: `X-Forwarded-Proto: https`.
     pub https: bool,
+    /// The peer is one of `geoip.trusted_proxies` (`Geo::is_trusted`): its X-Forwarded-For is
+    /// kept and the peer appended. From anyone else it is replaced by the peer address alone,
+    /// so a client cannot put words in a trusted hop's mouth (POLICY-SPEC.md, Countries).
+    pub trusted_peer: bool,
 }
 
 /// Rewrites a client request into the request for the origin (headers and target).
@@ -148,7 +152,7 @@ pub fn prepare_request<B>(
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let xff = if has_xff {
+    let xff = if has_xff && info.trusted_peer {
         let xff = format!("{}, {}", joined(headers, &X_FORWARDED_FOR), info.client_ip);
         header_value(&xff)?
     } else {
@@ -466,6 +470,7 @@ mod tests {
             host: &host,
             request_id: &id,
             https: false,
+            trusted_peer: true,
         };
         prepare_request(&mut req, &info, false, false).unwrap();
         let h = req.headers();
@@ -485,5 +490,48 @@ mod tests {
         };
         prepare_request(&mut req, &info, false, false).unwrap();
         assert_eq!(req.headers()["x-forwarded-proto"], "https");
+    }
+
+    fn forwarded_for(client_xff: &[&'static str], trusted_peer: bool) -> Vec<String> {
+        let (id, host) = (
+            HeaderValue::from_static("id"),
+            HeaderValue::from_static("a"),
+        );
+        let mut req = Request::builder().uri("/").body(()).unwrap();
+        for v in client_xff {
+            req.headers_mut()
+                .append("x-forwarded-for", HeaderValue::from_static(v));
+        }
+        let info = ForwardInfo {
+            client_ip: "192.0.2.7".parse().unwrap(),
+            host: &host,
+            request_id: &id,
+            https: false,
+            trusted_peer,
+        };
+        prepare_request(&mut req, &info, false, false).unwrap();
+        req.headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_trusted_peer_s_forwarded_for_is_kept_and_appended_to() {
+        assert_eq!(
+            forwarded_for(&["203.0.113.9, 10.0.0.1", "10.0.0.2"], true),
+            ["203.0.113.9, 10.0.0.1, 10.0.0.2, 192.0.2.7"]
+        );
+        assert_eq!(forwarded_for(&[], true), ["192.0.2.7"]);
+    }
+
+    #[test]
+    fn an_untrusted_peer_s_forwarded_for_is_replaced_by_the_peer() {
+        assert_eq!(
+            forwarded_for(&["203.0.113.9, 10.0.0.1", "10.0.0.2"], false),
+            ["192.0.2.7"]
+        );
+        assert_eq!(forwarded_for(&[], false), ["192.0.2.7"]);
     }
 }

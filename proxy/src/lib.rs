@@ -1,9 +1,10 @@
 //! Portcullis: an edge reverse proxy that terminates client connections, forwards them to
-//! customers' origin servers, and (with later features) enforces legal orders per request.
+//! customers' origin servers, and enforces legal orders per request.
 //!
 //! What this crate does: listeners and connection handling ([`server`], `conn`), the request
 //! pipeline ([`pipeline`] — read its chart first), forwarding and origin pools ([`forward`],
-//! [`upstream`]), configuration ([`config`]), admin endpoints and metrics ([`admin`],
+//! [`upstream`]), configuration ([`config`]), the legal-order runtime ([`policy`]: loading,
+//! reloads, cuts), the client's country ([`geo`]), admin endpoints and metrics ([`admin`],
 //! [`metrics`]), the hash-chained audit log ([`audit`]), and the CLI commands ([`cli`], with
 //! the self-contained [`demo`]).
 //!

@@ -280,6 +280,7 @@ async fn route_and_forward(
         host: &raw_host,
         request_id,
         https: conn.tls.is_some(),
+        trusted_peer: shared.geo.is_trusted(conn.peer.ip()),
     };
     // Upgrades go over HTTP/1.1 whatever the site speaks (see forward.rs).
     prepare_request(&mut req, &info, upgrade, site.h2 && !upgrade)?;

@@ -17,6 +17,7 @@
 //! - [`tls`]: a certificate directory signed by a test CA, a rustls client trusting it, and
 //!   `curl`/`openssl s_client` runners (a missing tool fails, naming its package).
 //! - [`body`]: bodies generated on the fly (never held in memory) and a byte counter.
+//! - [`mmdb`]: a writer of MaxMind DB (`.mmdb`) files, for GeoIP tests and fixtures.
 //! - [`eventually`]: bounded retries for conditions that become true asynchronously.
 //!
 //! What it does not: assert timing (that is the benchmark's job), or use fixed ports or any
@@ -26,6 +27,7 @@ pub mod body;
 pub mod canned;
 pub mod client;
 pub mod metrics;
+pub mod mmdb;
 pub mod origin;
 pub mod process;
 pub mod proxy;

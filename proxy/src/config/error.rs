@@ -99,6 +99,9 @@ pub enum ConfigErrorKind {
         "{value:?} is not an address block like \"127.0.0.0/8\" or \"::1\" (host bits must be zero)"
     )]
     BadCidr { value: String },
+    /// The GeoIP database is missing or not a MaxMind DB; the source names the file.
+    #[error("unusable GeoIP database")]
+    Mmdb(#[source] crate::geo::GeoError),
     #[error("{value:?} is not a valid header name")]
     BadHeaderName { value: String },
     #[error("insecure_skip_verify accepts any certificate, so ca_file would be ignored; set one")]

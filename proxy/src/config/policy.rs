@@ -121,7 +121,17 @@ impl Validator<'_> {
                 self.err(m, "geoip.mmdb", ConfigErrorKind::Empty);
                 None
             }
-            Some(m) => Some(self.base.join(&m.value)),
+            Some(m) => {
+                // Opened as the proxy will open it, so `check` refuses what start-up would.
+                let path = self.base.join(&m.value);
+                match crate::geo::open_mmdb(&path) {
+                    Ok(_) => Some(path),
+                    Err(e) => {
+                        self.err(m, "geoip.mmdb", ConfigErrorKind::Mmdb(e));
+                        None
+                    }
+                }
+            }
             None => None,
         };
         let mut trusted = Vec::new();
