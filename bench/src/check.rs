@@ -2,7 +2,8 @@
 //! 200 and the exact body, for each body size, over HTTP/1.1 and (when the
 //! h2c scenario runs) HTTP/2; when a TLS scenario runs, the same over HTTPS
 //! with curl trusting the run's CA only: TLS 1.3, HTTP/1.1, and HTTP/2 by
-//! ALPN when the HTTP/2-over-TLS scenario runs.
+//! ALPN when the HTTP/2-over-TLS scenario runs. Under a policy set-up, also
+//! what the policy must do ([`check_setup`]).
 
 use std::path::Path;
 use std::process::Command;
@@ -12,8 +13,13 @@ use anyhow::{Context, Result, bail};
 
 use crate::cmd::run_bounded;
 use crate::h2load::parse_nghttp_trace;
-use crate::net::{BENCH_HOST, ensure_loopback, ensure_loopback_url, http_get};
+use crate::net::{
+    BENCH_HOST, Response, ensure_loopback, ensure_loopback_url, http_exchange, http_get,
+};
 use crate::peers::{Server, body};
+use crate::policy::{REFERENCE, RELOADED_HOST, SUSPENDED_HOST, link_header};
+use crate::reload::admin_serial;
+use crate::setup::Setup;
 use crate::tls::TlsFiles;
 use crate::tools::{self, Tools};
 
@@ -193,6 +199,83 @@ pub fn check(
     Ok(negotiated)
 }
 
+fn get(server: &Server, host: &str) -> Result<Response> {
+    http_exchange(
+        server.h1_port,
+        "GET",
+        "/1k",
+        host,
+        &[],
+        Duration::from_secs(5),
+    )
+    .with_context(|| format!("{}: GET /1k for {host}", server.name))
+}
+
+/// A proxy-made 451 for a suspended host: RFC 7725's `Link`, `Cache-Control:
+/// no-store`, an HTML page naming the order's reference.
+pub fn check_451(what: &str, r: &Response) -> Result<()> {
+    if r.status != 451 {
+        bail!("{what}: status {}, want 451", r.status);
+    }
+    let link = link_header();
+    let want = [
+        ("link", link.as_str()),
+        ("cache-control", "no-store"),
+        ("content-type", "text/html"),
+    ];
+    for (name, value) in want {
+        match r.header(name) {
+            Some(v) if v.starts_with(value) => {}
+            got => bail!("{what}: {name} is {got:?}, want {value:?}"),
+        }
+    }
+    if !String::from_utf8_lossy(&r.body).contains(REFERENCE) {
+        bail!("{what}: the 451 page does not name the order ({REFERENCE})");
+    }
+    Ok(())
+}
+
+fn check_forwarded(what: &str, r: &Response) -> Result<()> {
+    if (r.status, r.body.len()) != (200, 1024) || r.body != body(1024) {
+        bail!(
+            "{what}: status {} with {} body bytes, want 200 and the origin's 1 KiB",
+            r.status,
+            r.body.len()
+        );
+    }
+    Ok(())
+}
+
+/// What a policy set-up must do before it is timed: the suspended host gets
+/// the proxy's 451 (every proxy, in `policy-451`); Portcullis runs the
+/// serial it was given and blocks exactly what its table says.
+pub fn check_setup(server: &Server, setup: Setup) -> Result<()> {
+    let name = &server.name;
+    let suspended = format!("{name}: GET /1k for {SUSPENDED_HOST}");
+    match setup {
+        Setup::Plain | Setup::Idle => return Ok(()),
+        Setup::Suspended | Setup::BigTable | Setup::Reload => {
+            check_451(&suspended, &get(server, SUSPENDED_HOST)?)?;
+        }
+        Setup::EmptyTable => check_forwarded(&suspended, &get(server, SUSPENDED_HOST)?)?,
+    }
+    if setup == Setup::Reload {
+        let what = format!("{name}: GET /1k for {RELOADED_HOST} before the reload");
+        check_forwarded(&what, &get(server, RELOADED_HOST)?)?;
+    }
+    if let (Some(admin), Some(live)) = (server.admin_port, &server.policy) {
+        let serial = admin_serial(admin).with_context(|| format!("{name}: admin"))?;
+        if serial != live.serial {
+            bail!(
+                "{name}: GET /admin/policy shows serial {serial}, want {} ({})",
+                live.serial,
+                live.file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +287,33 @@ mod tests {
         * ALPN: server accepted h2\n\
         * Server certificate:\n\
         *  subject: CN=bench.example\n";
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
+        Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_451_needs_its_headers_and_the_order() -> Result<()> {
+        let link = link_header();
+        let headers = [
+            ("content-type", "text/html; charset=utf-8"),
+            ("link", link.as_str()),
+            ("cache-control", "no-store"),
+        ];
+        let page = crate::policy::peer_451_body();
+        check_451("ok", &response(451, &headers, &page))?;
+        assert!(check_451("200", &response(200, &headers, &page)).is_err());
+        assert!(check_451("no link", &response(451, &headers[..1], &page)).is_err());
+        assert!(check_451("no order", &response(451, &headers, "<html></html>")).is_err());
+        Ok(())
+    }
 
     #[test]
     fn curl_report() -> Result<()> {

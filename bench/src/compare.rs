@@ -9,8 +9,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::peers::{Env, ProxyKind, Server, start_origin, start_proxy};
 use crate::procfs;
+use crate::reload::{ReloadPlan, measure_reload};
 use crate::report::{Case, METHOD, Machine, Method, Report, Run, Summary, utc_datetime};
 use crate::scenario::{Measured, RunCtx, Scenario, measure_idle, measure_load, wait_quiet};
+use crate::setup::{PolicyFiles, Setup};
 use crate::tools::{self, Tool};
 
 mod args;
@@ -110,7 +112,13 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
             .map(|d| d.as_secs())
             .unwrap_or(0),
     );
-    let scenarios = selected(&args.scenarios, &Scenario::ALL, Scenario::parse)?;
+    let mut scenarios = selected(&args.scenarios, &Scenario::ALL, Scenario::parse)?;
+    // The 1M-table figure means nothing without its empty-table baseline.
+    if let Some(i) = scenarios.iter().position(|s| *s == Scenario::PolicyTable1m) {
+        if !scenarios.contains(&Scenario::PolicyEmptyTable) {
+            scenarios.insert(i, Scenario::PolicyEmptyTable);
+        }
+    }
     let proxies = selected(&args.proxies, &ProxyKind::ALL, ProxyKind::parse)?;
     let (rounds, duration) = if args.smoke {
         (1, 1)
@@ -158,6 +166,20 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
             .context("chmod of the temporary directory")?;
     }
     let dir = tmp.path().to_owned();
+    let table_hosts = args
+        .policy_hosts
+        .unwrap_or(if args.smoke { 10_000 } else { 1_000_000 });
+    // Only Portcullis loads policy files; the peers need none.
+    let policy_setups: Vec<Setup> = if portcullis.is_some() {
+        scenarios.iter().map(|s| Setup::of(*s)).collect()
+    } else {
+        Vec::new()
+    };
+    if policy_setups.contains(&Setup::BigTable) || policy_setups.contains(&Setup::Reload) {
+        eprintln!("writing the {table_hosts}-host policy files");
+    }
+    let policy_files = PolicyFiles::prepare(&dir, &policy_setups, table_hosts)
+        .context("writing the policy files")?;
     let tls_files = if scenarios.iter().any(|s| s.is_tls()) {
         Some(crate::tls::generate(&dir, &tools).context("making the TLS certificate")?)
     } else {
@@ -172,6 +194,7 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
         nofile,
         max_conns: (idle_n as u64 + 1024).min(nofile),
         tls: tls_files.as_ref(),
+        policy: &policy_files,
     };
     let ctx = RunCtx {
         tools: &tools,
@@ -188,6 +211,7 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
         // The smoke judges no numbers, so a noisy run is not worth repeating.
         max_attempts: if args.smoke { 1 } else { 3 },
         tls_clients: args.tls_clients,
+        reload: ReloadPlan::new(args.reload_rate, args.smoke),
     };
     eprintln!("run directory: {}", dir.display());
     let origin = start_origin(&env).context("starting the origin")?;
@@ -202,30 +226,41 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
         tls_h2: scenarios.contains(&Scenario::TlsH2_1k),
     };
     let mut tls_negotiated = BTreeMap::new();
-    let (idle, load): (Vec<_>, Vec<_>) = scenarios
-        .iter()
-        .copied()
-        .enumerate()
-        .partition(|(_, s)| *s == Scenario::Idle);
-    let batches: Vec<Vec<(usize, Scenario)>> =
-        [load, idle].into_iter().filter(|b| !b.is_empty()).collect();
     for round in 0..rounds {
+        // One batch per set-up, each against a fresh process: the idle
+        // scenario must not find memory pools already grown by the load
+        // runs (nor their peak RSS include 10,000 connections' worth), and
+        // each policy set-up needs its own config.
+        let batches: Vec<(Setup, Vec<(usize, Scenario)>)> = Setup::order(round)
+            .into_iter()
+            .map(|setup| {
+                let batch = scenarios
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .filter(|(_, s)| Setup::of(*s) == setup)
+                    .collect::<Vec<_>>();
+                (setup, batch)
+            })
+            .filter(|(_, b)| !b.is_empty())
+            .collect();
         let mut order = proxies.clone();
         order.rotate_left(round % proxies.len().max(1));
         for (position, &kind) in order.iter().enumerate() {
             let pi = proxies.iter().position(|p| *p == kind).unwrap_or(0);
             eprintln!("round {}/{rounds}: {}", round + 1, kind.name());
-            for batch in &batches {
-                // A fresh process per batch: the idle scenario must not find
-                // memory pools already grown by the load runs, and the load
-                // runs' peak RSS must not include 10,000 connections' worth.
-                let server = match start_proxy(&env, kind, origin.h1_port) {
+            for (setup, batch) in &batches {
+                if !setup.for_proxy(kind) {
+                    continue;
+                }
+                let server = match start_proxy(&env, kind, origin.h1_port, *setup) {
                     Ok(s) => s,
                     Err(e) => {
                         failures.push(format!(
-                            "round {}: {} did not start: {e:#}",
+                            "round {}: {} ({} set-up) did not start: {e:#}",
                             round + 1,
-                            kind.name()
+                            kind.name(),
+                            setup.name()
                         ));
                         continue;
                     }
@@ -242,6 +277,14 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
                         ));
                         continue;
                     }
+                }
+                if let Err(e) = crate::check::check_setup(&server, *setup) {
+                    failures.push(format!(
+                        "round {}: {} set-up check failed: {e:#}",
+                        round + 1,
+                        setup.name()
+                    ));
+                    continue;
                 }
                 for &(si, scenario) in batch {
                     match run_one(&ctx, &server, scenario, round, position, &mut commands) {
@@ -293,6 +336,8 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
             tls_clients: args.tls_clients,
             tls_negotiated,
             idle_connections: idle_n,
+            policy_hosts: table_hosts,
+            reload: ctx.reload,
             proxy_cpu: args.proxy_cpu,
             load_cpu: args.load_cpu,
             quiet_threshold_pct: ctx.quiet_threshold_pct,
@@ -339,6 +384,20 @@ fn run_one(
         let quiet = wait_quiet(ctx)?;
         let measured = if scenario == Scenario::Idle {
             Measured::Idle(measure_idle(ctx, server)?)
+        } else if scenario == Scenario::PolicyReload1m {
+            commands
+                .entry(scenario.name().to_owned())
+                .or_insert_with(|| ctx.reload.describe());
+            // One try: the reload consumes the staged file.
+            let m = measure_reload(&ctx.reload, server)?;
+            return Ok(Run {
+                round,
+                position,
+                attempts: attempt,
+                quiet_busy_pct: quiet.busy_pct,
+                was_quiet: quiet.quiet,
+                measured: Measured::Reload(Box::new(m)),
+            });
         } else {
             let cmds = crate::scenario::commands(ctx, server, scenario)?;
             if let Some(first) = cmds.first() {
@@ -356,6 +415,7 @@ fn run_one(
         let (foreign, complete) = match &measured {
             Measured::Load(l) => (l.core_foreign_pct, true),
             Measured::Idle(i) => (0.0, i.opened == i.requested),
+            Measured::Reload(_) => (0.0, true),
         };
         let clean = quiet.quiet && foreign < FOREIGN_LIMIT_PCT && complete;
         if clean || attempt >= ctx.max_attempts {
@@ -407,6 +467,11 @@ fn note_warnings(run: &Run, scenario: Scenario, kind: ProxyKind, warnings: &mut 
                 l.outcome.socket_errors, l.outcome.http_errors
             ));
         }
+        Measured::Reload(r) if r.errors > 0 => warnings.push(format!(
+            "{at}: {} failed requests during the reload (first: {})",
+            r.errors,
+            r.first_error.as_deref().unwrap_or("?")
+        )),
         Measured::Idle(i) if i.opened < i.requested => warnings.push(format!(
             "{at}: opened {} of {} idle connections (first error: {})",
             i.opened,

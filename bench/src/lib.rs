@@ -11,7 +11,11 @@
 //! - [`compare`]: the run (set-up, rounds, report).
 //! - [`scenario`]: the scenarios and measuring one run; [`check`]: the
 //!   correctness check before timing.
-//! - [`peers`]: starting origin and proxies from `bench/peers/*.tmpl`.
+//! - [`peers`]: starting origin and proxies from `bench/peers/*.tmpl`;
+//!   [`setup`]: which config (plain, or a policy set-up) each batch gets.
+//! - [`policy`]: the legal-order files of the policy scenarios;
+//!   [`reload`]: the reload-under-load scenario, driven by [`paced`], the
+//!   harness's own paced load generator.
 //! - [`procfs`]: /proc parsing; [`net`]: loopback-only client code.
 //! - [`wrk`], [`h2load`], [`stime`]: load-generator output parsers.
 //! - [`tls`]: the run's certificate for the TLS scenarios.
@@ -26,10 +30,14 @@ pub mod compare;
 pub mod h2load;
 pub mod net;
 pub mod output;
+pub mod paced;
 pub mod peers;
+pub mod policy;
 pub mod procfs;
+pub mod reload;
 pub mod report;
 pub mod scenario;
+pub mod setup;
 pub mod stats;
 pub mod stime;
 pub mod svg;
@@ -49,6 +57,7 @@ pub struct LoadOutcome {
     /// Connect/read/write errors and timeouts (wrk), failed/errored/timed-out
     /// streams (h2load).
     pub socket_errors: u64,
-    /// Responses with a 4xx or 5xx status.
+    /// Responses with a 4xx or 5xx status; in `policy-451`, where every
+    /// response should be a 451, the responses that were not 4xx/5xx.
     pub http_errors: u64,
 }

@@ -62,7 +62,19 @@ pub fn free_port() -> Result<u16> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
+    /// Header names lower-cased, values trimmed, in the order received.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Reads one HTTP/1.1 response (head, then a body framed by Content-Length,
@@ -82,6 +94,7 @@ pub fn read_response(r: &mut impl BufRead) -> Result<Response> {
         .with_context(|| format!("bad status line {:?}", line.trim_end()))?;
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
+    let mut headers = Vec::new();
     loop {
         line.clear();
         if r.read_line(&mut line).context("reading header")? == 0 {
@@ -104,6 +117,7 @@ pub fn read_response(r: &mut impl BufRead) -> Result<Response> {
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.to_ascii_lowercase().contains("chunked");
         }
+        headers.push((name.trim().to_ascii_lowercase(), value.to_owned()));
     }
     let mut body = Vec::new();
     if chunked {
@@ -115,7 +129,11 @@ pub fn read_response(r: &mut impl BufRead) -> Result<Response> {
     } else if status != 204 && status != 304 {
         r.read_to_end(&mut body).context("reading body to EOF")?;
     }
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn read_chunked(r: &mut impl BufRead, body: &mut Vec<u8>) -> Result<()> {
@@ -150,17 +168,40 @@ pub fn request(path: &str, keep_alive: bool) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: {BENCH_HOST}\r\nConnection: {connection}\r\n\r\n")
 }
 
-/// One GET over a fresh connection, bounded by `timeout` per I/O step.
+/// One GET for the bench host over a fresh connection, bounded by `timeout`
+/// per I/O step.
 pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<Response> {
+    http_exchange(port, "GET", path, BENCH_HOST, &[], timeout)
+}
+
+/// One request with no body (`Connection: close`) over a fresh connection,
+/// bounded by `timeout` per I/O step.
+pub fn http_exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Response> {
     let addr = loopback(port);
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method == "POST" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    req.push_str("\r\n");
     stream
-        .write_all(request(path, false).as_bytes())
-        .with_context(|| format!("sending GET {path} to {addr}"))?;
-    read_response(&mut BufReader::new(stream)).with_context(|| format!("GET {path} from {addr}"))
+        .write_all(req.as_bytes())
+        .with_context(|| format!("sending {method} {path} to {addr}"))?;
+    read_response(&mut BufReader::new(stream))
+        .with_context(|| format!("{method} {path} (Host {host}) from {addr}"))
 }
 
 /// Keep-alive connections each carrying one finished request, held open.
@@ -260,6 +301,9 @@ mod tests {
         let mut r = &wire[..];
         let first = read_response(&mut r)?;
         assert_eq!((first.status, first.body.as_slice()), (200, &b"hello"[..]));
+        assert_eq!(first.header("server"), Some("x"));
+        assert_eq!(first.header("content-length"), Some("5"));
+        assert_eq!(first.header("link"), None);
         let second = read_response(&mut r)?;
         assert_eq!((second.status, second.body.len()), (404, 0));
         Ok(())

@@ -159,13 +159,13 @@ pub fn write_all(report: &Report, dir: &Path, stem: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::LoadOutcome;
     use crate::report::{Case, Machine, Method, Run, Summary};
     use crate::scenario::{LoadMetrics, Measured, Scenario};
 
-    fn case(scenario: Scenario, proxy: &str, us: f64, rate: f64) -> Case {
+    pub(crate) fn case(scenario: Scenario, proxy: &str, us: f64, rate: f64) -> Case {
         let runs: Vec<Run> = (0..3)
             .map(|round| Run {
                 round,
@@ -204,7 +204,7 @@ mod tests {
         }
     }
 
-    fn report(cases: Vec<Case>) -> Report {
+    pub(crate) fn report(cases: Vec<Case>) -> Report {
         Report {
             date_utc: "2026-11-26T00:00:00Z".into(),
             smoke: false,
@@ -228,6 +228,8 @@ mod tests {
                 )]
                 .into(),
                 idle_connections: 10,
+                policy_hosts: 1_000_000,
+                reload: crate::reload::ReloadPlan::new(4000, false),
                 proxy_cpu: 0,
                 load_cpu: 1,
                 quiet_threshold_pct: 10.0,

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::cmd::{stop, tail};
 use crate::net::{BENCH_HOST, free_port, http_get};
 use crate::procfs::children_of;
+use crate::setup::{LivePolicy, PolicyFiles, Setup, extra_hosts, policy_snippet};
 use crate::tls::TlsFiles;
 use crate::tools::{self, Tools};
 
@@ -78,6 +79,8 @@ pub struct Env<'a> {
     /// The certificate when a TLS scenario runs: the proxies then get a TLS
     /// listener too; without it their configs have none.
     pub tls: Option<&'a TlsFiles>,
+    /// The admin token and the policy scenarios' files.
+    pub policy: &'a PolicyFiles,
 }
 
 /// A running server. Dropping it stops it.
@@ -93,6 +96,10 @@ pub struct Server {
     pub h2_port: u16,
     /// The HTTPS port (HTTP/1.1 and HTTP/2 by ALPN), when TLS is on.
     pub tls_port: Option<u16>,
+    /// Portcullis's admin port.
+    pub admin_port: Option<u16>,
+    /// The policy file Portcullis was started with, under a policy set-up.
+    pub policy: Option<LivePolicy>,
     pub log: PathBuf,
 }
 
@@ -236,6 +243,8 @@ pub fn start_origin(env: &Env<'_>) -> Result<Server> {
         h1_port: port,
         h2_port: port,
         tls_port: None,
+        admin_port: None,
+        policy: None,
         log,
     };
     server.wait_ready(Duration::from_secs(10))?;
@@ -268,8 +277,13 @@ pub fn tls_snippet(kind: ProxyKind, tls: Option<&TlsFiles>, port: Option<u16>) -
 }
 
 /// Starts one proxy pinned to the proxy CPU, forwarding to `origin_port`,
-/// and waits until it answers through to the origin.
-pub fn start_proxy(env: &Env<'_>, kind: ProxyKind, origin_port: u16) -> Result<Server> {
+/// with `setup`'s config, and waits until it answers through to the origin.
+pub fn start_proxy(
+    env: &Env<'_>,
+    kind: ProxyKind,
+    origin_port: u16,
+    setup: Setup,
+) -> Result<Server> {
     let h1_port = free_port()?;
     let h2_port = match kind {
         ProxyKind::Portcullis => h1_port,
@@ -277,12 +291,21 @@ pub fn start_proxy(env: &Env<'_>, kind: ProxyKind, origin_port: u16) -> Result<S
     };
     let name = kind.name();
     let tls_port = env.tls.map(|_| free_port()).transpose()?;
+    let policy = match kind {
+        ProxyKind::Portcullis => env.policy.live(setup)?,
+        ProxyKind::Nginx | ProxyKind::Haproxy => None,
+    };
     let ports = [
         ("PORT", h1_port.to_string()),
         ("H2_PORT", h2_port.to_string()),
         ("ORIGIN_PORT", origin_port.to_string()),
         ("TLS", tls_snippet(kind, env.tls, tls_port)?),
+        (
+            "POLICY",
+            policy_snippet(kind, setup, h1_port, policy.as_ref())?,
+        ),
     ];
+    let mut admin_port = None;
     let (child, log) = match kind {
         ProxyKind::Nginx => start_nginx(env, name, NGINX_TEMPLATE, env.proxy_cpu, &ports)?,
         ProxyKind::Haproxy => {
@@ -300,7 +323,14 @@ pub fn start_proxy(env: &Env<'_>, kind: ProxyKind, origin_port: u16) -> Result<S
             let bin = env.portcullis.context("no portcullis binary")?;
             let conf = env.dir.join("portcullis.yaml");
             let mut vars = ports.to_vec();
-            vars.push(("ADMIN_PORT", free_port()?.to_string()));
+            let admin = free_port()?;
+            admin_port = Some(admin);
+            vars.push(("ADMIN_PORT", admin.to_string()));
+            vars.push((
+                "ADMIN_TOKEN_FILE",
+                env.policy.token_file.display().to_string(),
+            ));
+            vars.push(("EXTRA_HOSTS", extra_hosts(setup)));
             // The same connection cap as the peers' (nginx worker_connections, HAProxy maxconn).
             vars.push(("MAXCONN", env.max_conns.to_string()));
             write_file(&conf, &render(PORTCULLIS_TEMPLATE, &vars)?)?;
@@ -320,9 +350,13 @@ pub fn start_proxy(env: &Env<'_>, kind: ProxyKind, origin_port: u16) -> Result<S
         h1_port,
         h2_port,
         tls_port,
+        admin_port,
+        policy,
         log,
     };
-    server.wait_ready(Duration::from_secs(15))?;
+    // A big policy table is parsed and compiled before the proxy serves.
+    let limit = if server.policy.is_some() { 120 } else { 15 };
+    server.wait_ready(Duration::from_secs(limit))?;
     if kind == ProxyKind::Nginx {
         server.pid = nginx_worker(master, Instant::now() + Duration::from_secs(5))?;
     }
@@ -344,6 +378,9 @@ mod tests {
             ("WORKER_CONNECTIONS", "6"),
             ("MAXCONN", "7"),
             ("TLS", ""),
+            ("POLICY", ""),
+            ("ADMIN_TOKEN_FILE", "/tmp/x/admin.token"),
+            ("EXTRA_HOSTS", ""),
         ]
         .map(|(k, v)| (k, v.to_owned()))
         .to_vec()
@@ -363,6 +400,8 @@ mod tests {
         let p = render(PORTCULLIS_TEMPLATE, &vars())?;
         assert!(p.contains("\"127.0.0.1:1\"") && p.contains("http://127.0.0.1:3"));
         assert!(p.contains("access_log: false"));
+        assert!(p.contains("token_file: \"/tmp/x/admin.token\""));
+        assert!(p.contains("hosts: [\"bench.example\", \"127.0.0.1\"]"));
         assert!(
             p.contains("max_connections: 7"),
             "the peers' connection cap"
@@ -406,6 +445,54 @@ mod tests {
         let admin = p.find("\nadmin:").unwrap_or(0);
         assert!(listeners < tls_listener && tls_listener < tls_section && tls_section < admin);
         assert!(p.contains("default_cert: \"bench.example\""));
+        Ok(())
+    }
+
+    /// Every set-up's Portcullis config, as rendered, passes the proxy's own
+    /// config validation, and the peers' configs carry the 451 rule only in
+    /// the policy set-up.
+    #[test]
+    fn policy_setups_render_valid_configs() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let setups = Setup::order(0);
+        let files = PolicyFiles::prepare(tmp.path(), &setups, 10)?;
+        for setup in setups {
+            let live = files.live(setup)?;
+            let mut v = vars();
+            v.retain(|(k, _)| !matches!(*k, "POLICY" | "ADMIN_TOKEN_FILE" | "EXTRA_HOSTS"));
+            let with = |kind, mut v: Vec<(&'static str, String)>| -> Result<Vec<_>> {
+                v.push(("POLICY", policy_snippet(kind, setup, 1, live.as_ref())?));
+                v.push(("ADMIN_TOKEN_FILE", files.token_file.display().to_string()));
+                v.push(("EXTRA_HOSTS", extra_hosts(setup)));
+                Ok(v)
+            };
+            let p = render(
+                PORTCULLIS_TEMPLATE,
+                &with(ProxyKind::Portcullis, v.clone())?,
+            )?;
+            let config = portcullis::config::Config::from_yaml(&p, tmp.path())
+                .map_err(|e| anyhow::anyhow!("{}: {e}\n{p}", setup.name()))?;
+            assert_eq!(config.policy.is_some(), live.is_some(), "{}", setup.name());
+            if let Some(policy) = &config.policy {
+                assert_eq!(Some(&policy.file), live.as_ref().map(|l| &l.file));
+                assert!(policy.check_interval >= Duration::from_secs(3600));
+            }
+            for (kind, template) in [
+                (ProxyKind::Nginx, NGINX_TEMPLATE),
+                (ProxyKind::Haproxy, HAPROXY_TEMPLATE),
+            ] {
+                if !setup.for_proxy(kind) {
+                    continue;
+                }
+                let out = render(template, &with(kind, v.clone())?)?;
+                assert_eq!(
+                    out.contains("return 451") || out.contains("return status 451"),
+                    setup == Setup::Suspended,
+                    "{}",
+                    setup.name()
+                );
+            }
+        }
         Ok(())
     }
 

@@ -6,8 +6,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::reload::ReloadPlan;
 use crate::scenario::Measured;
 use crate::stats::Spread;
+
+mod policy;
 
 /// How the figures are made. Printed with every result: no number without
 /// its method.
@@ -25,7 +28,13 @@ its time, is repeated (3 tries at most); one still noisy is kept and flagged und
 Figures are the median over rounds with the min-max spread. TLS scenarios: all three proxies \
 serve the same ECDSA P-256 certificate made for the run; the keep-alive and HTTP/2 runs use TLS 1.3; \
 the handshake scenarios run openssl s_time (-new: full handshakes; -reuse: resumed sessions), \
-each connection carrying one 1 KiB request, and their figure is proxy-core µs per handshake.";
+each connection carrying one 1 KiB request, and their figure is proxy-core µs per handshake. \
+Policy scenarios: policy-451 sends wrk's keep-alive load to a host a legal order suspends (each \
+proxy answers a fixed-size 451 page itself, checked before timing); policy-empty-table and \
+policy-1m-table forward h1-keepalive-1k's load through Portcullis with an empty policy and with \
+a table of policy_hosts host names (the forwarded host not in it); policy-reload-1m runs the \
+harness's own paced load (latency from each request's due time) once with the big table idle and \
+once with the next table renamed into place and POST /admin/policy/reload sent at a fixed time.";
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -65,6 +74,10 @@ pub struct Method {
     /// same OpenSSL client defaults wrk uses).
     pub tls_negotiated: BTreeMap<String, String>,
     pub idle_connections: usize,
+    /// Host names in the policy table of the 1M scenarios (fewer in a smoke).
+    pub policy_hosts: usize,
+    /// The load and timeline of `policy-reload-1m`.
+    pub reload: ReloadPlan,
     pub proxy_cpu: usize,
     pub load_cpu: usize,
     pub quiet_threshold_pct: f64,
@@ -111,6 +124,13 @@ pub struct Summary {
     pub idle_rss_mib: Option<Spread>,
     pub socket_errors: u64,
     pub http_errors: u64,
+    /// `policy-reload-1m`: time to apply, failed requests (summed), p99 of
+    /// the idle-table run and of the swap window, and their ratio.
+    pub reload_apply_ms: Option<Spread>,
+    pub reload_errors: u64,
+    pub reload_p99_idle_ms: Option<Spread>,
+    pub reload_p99_swap_ms: Option<Spread>,
+    pub reload_p99_ratio: Option<Spread>,
 }
 
 impl Summary {
@@ -120,14 +140,21 @@ impl Summary {
             .iter()
             .filter_map(|r| match &r.measured {
                 Measured::Load(l) => Some(l),
-                Measured::Idle(_) => None,
+                Measured::Idle(_) | Measured::Reload(_) => None,
             })
             .collect();
         let idles: Vec<_> = runs
             .iter()
             .filter_map(|r| match &r.measured {
                 Measured::Idle(i) => Some(i),
-                Measured::Load(_) => None,
+                Measured::Load(_) | Measured::Reload(_) => None,
+            })
+            .collect();
+        let reloads: Vec<_> = runs
+            .iter()
+            .filter_map(|r| match &r.measured {
+                Measured::Reload(m) => Some(m),
+                Measured::Load(_) | Measured::Idle(_) => None,
             })
             .collect();
         let opt = |v: Option<f64>| v.unwrap_or(f64::NAN);
@@ -149,12 +176,20 @@ impl Summary {
         s.kib_per_idle_conn = over_idle(&|i| opt(i.kib_per_conn));
         s.idle_rss_before_mib = over_idle(&|i| mib(i.rss_before_kib));
         s.idle_rss_mib = over_idle(&|i| mib(i.rss_idle_kib));
+        let over_reload = |f: &dyn Fn(&crate::reload::ReloadMetrics) -> f64| {
+            Spread::of(&reloads.iter().map(|m| f(m)).collect::<Vec<_>>())
+        };
+        s.reload_apply_ms = over_reload(&|m| m.apply_ms);
+        s.reload_errors = reloads.iter().map(|m| m.errors).sum();
+        s.reload_p99_idle_ms = over_reload(&|m| opt(m.idle.p99_ms));
+        s.reload_p99_swap_ms = over_reload(&|m| opt(m.swap_window.p99_ms));
+        s.reload_p99_ratio = over_reload(&|m| opt(m.p99_ratio));
         s
     }
 }
 
 /// `10.1 (9.8–10.5)`, or just the value when there was one round.
-fn fmt_spread(s: Option<Spread>, decimals: usize) -> String {
+pub(crate) fn fmt_spread(s: Option<Spread>, decimals: usize) -> String {
     match s {
         None => "—".to_owned(),
         Some(s) if s.n > 1 => format!(
@@ -291,7 +326,7 @@ impl Report {
                 let s = &c.summary;
                 let opened = c.runs.iter().rev().find_map(|r| match &r.measured {
                     Measured::Idle(i) => Some(format!("{}/{}", i.opened, i.requested)),
-                    Measured::Load(_) => None,
+                    Measured::Load(_) | Measured::Reload(_) => None,
                 });
                 let _ = writeln!(
                     md,
@@ -304,6 +339,7 @@ impl Report {
                 );
             }
         }
+        policy::write_section(&mut md, self);
         for (title, items) in [("Failures", &self.failures), ("Warnings", &self.warnings)] {
             if !items.is_empty() {
                 let _ = writeln!(md, "\n## {title}\n");

@@ -39,6 +39,14 @@ pub struct CompareArgs {
     /// scenarios (each opens one connection after another).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub tls_clients: u32,
+    /// Host names in the policy table of `policy-1m-table` and
+    /// `policy-reload-1m` [default: 1000000; 10000 with --smoke].
+    #[arg(long)]
+    pub policy_hosts: Option<usize>,
+    /// Requests per second (over 16 connections) of the paced load in
+    /// `policy-reload-1m`: moderate, well below what the proxy core can serve.
+    #[arg(long, default_value_t = 4000, value_parser = clap::value_parser!(u64).range(100..=50_000))]
+    pub reload_rate: u64,
     /// CPU the proxies are pinned to.
     #[arg(long, default_value_t = 0)]
     pub proxy_cpu: usize,
