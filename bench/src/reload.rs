@@ -367,9 +367,11 @@ mod tests {
             let (status, text): (u16, Vec<u8>) = if target.starts_with("POST /admin/policy/reload")
             {
                 let text = std::fs::read_to_string(file).unwrap_or_default();
+                // YAML `serial: N` or the tables' JSON `{"serial": N, …`.
                 let found = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("serial: "))
+                    .split_once("serial")
+                    .map(|(_, rest)| rest.trim_start_matches(['"', ':', ' ']))
+                    .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
                     .and_then(|v| v.parse().ok());
                 if let Some(serial) = found {
                     state.store(serial, Ordering::SeqCst);

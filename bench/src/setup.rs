@@ -317,8 +317,8 @@ mod tests {
         assert_eq!(a.file.file_name(), Some("policy.yaml".as_ref()));
         let (staged, next) = a.staged.clone().context("reload has a staged file")?;
         assert_eq!((a.serial + 1, a.hosts), (next, 20));
-        assert!(std::fs::read_to_string(&a.file)?.contains(&format!("serial: {}", a.serial)));
-        assert!(std::fs::read_to_string(&staged)?.contains(&format!("serial: {next}")));
+        assert!(std::fs::read_to_string(&a.file)?.contains(&format!("\"serial\": {}", a.serial)));
+        assert!(std::fs::read_to_string(&staged)?.contains(&format!("\"serial\": {next}")));
         // The staged file sits outside the watched folder.
         assert_ne!(staged.parent(), a.file.parent());
         let s = files.live(Setup::Suspended)?.context("suspended has one")?;
