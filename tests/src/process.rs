@@ -46,7 +46,7 @@ pub struct ProxyProcess {
     tls_addr: Option<SocketAddr>,
     admin: SocketAddr,
     output: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// How long the binary may take to report its listeners.
@@ -86,7 +86,7 @@ impl TestProxy {
             tls_addr: None,
             admin: SocketAddr::from(([0, 0, 0, 0], 0)),
             output,
-            _dir: dir,
+            dir,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut addr, mut admin, mut tls_addr) = (None, None, None);
@@ -174,6 +174,11 @@ impl ProxyProcess {
         let pid = Pid::from_child(&self.child);
         kill_process(pid, Signal::HUP).context("sending SIGHUP")?;
         Ok(())
+    }
+
+    /// The policy file and state directory (see [`TestProxy::policy`]).
+    pub fn policy_files(&self) -> crate::policy::PolicyFiles {
+        crate::policy::PolicyFiles::new(self.dir.path())
     }
 
     pub fn pid(&self) -> u32 {
