@@ -153,6 +153,13 @@ async fn status_redirect_close_and_dry_run_do_what_they_say() -> anyhow::Result<
     assert!(reset.is_err(), "close must reset the stream: {reset:?}");
     let reply = h2.request(get("shop.example", "/after")).await?;
     assert_eq!(reply.status, StatusCode::OK, "the connection survives");
+    let reply = h2.request(get(PIRATE, "/")).await?;
+    assert_eq!(reply.status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+    assert_eq!(
+        reply.header("link"),
+        Some("<https://edge.example.net/legal>; rel=\"blocked-by\"")
+    );
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
 
     // dry_run: served, counted.
     let reply = get_once(proxy.addr(), "watched.example", "/w").await?;
@@ -170,6 +177,7 @@ async fn status_redirect_close_and_dry_run_do_what_they_say() -> anyhow::Result<
         ("HIDE-404", "status_404", 1.0),
         ("MOVE-307", "redirect", 1.0),
         ("DROP-CLOSE", "close", 2.0),
+        ("PIRATE-451", "unavailable_451", 1.0),
     ] {
         assert_eq!(blocked_count(&scrape, order, action)?, n, "{order}");
     }
@@ -400,6 +408,11 @@ async fn admin_shows_the_running_table_and_explains_decisions() -> anyhow::Resul
     assert_eq!(ex.json["verdict"], "allow", "{}", ex.json);
     assert_eq!(ex.json["order"], serde_json::Value::Null);
     assert_eq!(ex.json["matched"], serde_json::json!([]));
+    // An allowed host asked for on a connection whose SNI is suspended.
+    let ex = policy::explain(proxy.admin(), "host=shop.example&sni=www.pirate.example").await?;
+    assert_eq!(ex.json["verdict"], "misdirected", "{}", ex.json);
+    let ex = policy::explain(proxy.admin(), "host=pirate.example&sni=shop.example").await?;
+    assert_eq!(ex.json["verdict"], "block", "fronting: {}", ex.json);
     // A bad host, and a missing one.
     let ex = policy::explain(proxy.admin(), "host=user%40pirate.example").await?;
     assert_eq!(ex.json["verdict"], "bad_host", "{}", ex.json);

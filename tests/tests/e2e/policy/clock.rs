@@ -136,3 +136,35 @@ async fn an_order_takes_effect_at_its_time_without_a_reload() -> anyhow::Result<
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_order_ends_at_its_expiry_without_a_reload() -> anyhow::Result<()> {
+    let origin = Origin::echo().start().await?;
+    let ends = rfc3339_from_now(3);
+    let ends_at: SystemTime =
+        time::OffsetDateTime::parse(&ends, &time::format_description::well_known::Rfc3339)?.into();
+    let file = PolicyFile::new(1).order(Order::new("ENDING", "expired.example").expires_at(&ends));
+    let proxy = proxy_with(&origin, &file).start().await?;
+    let before = SystemTime::now();
+    let reply = get_once(proxy.addr(), "expired.example", "/").await?;
+    if before < ends_at {
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "still in effect"
+        );
+    }
+    eventually("the order ends by the clock", || async {
+        let reply = get_once(proxy.addr(), "expired.example", "/").await?;
+        anyhow::ensure!(reply.status == 200, "still {}", reply.status);
+        Ok(())
+    })
+    .await?;
+    assert!(SystemTime::now() >= ends_at, "lifted before expires_at");
+    eventually("the clock moves the order to expired", || async {
+        let d = policy::describe(proxy.admin()).await?;
+        anyhow::ensure!(d["orders"][0]["state"] == "expired", "{}", d["orders"][0]);
+        Ok(())
+    })
+    .await
+}

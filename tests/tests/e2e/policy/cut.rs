@@ -269,3 +269,43 @@ async fn a_download_is_cut_when_its_order_takes_effect_by_the_clock() -> anyhow:
     cut_once(&proxy).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_answer_still_awaited_from_the_origin_is_not_delivered_once_blocked()
+-> anyhow::Result<()> {
+    // The request was allowed when it left; the origin answers after a reload blocked the
+    // host. The proxy decides it again when the answer arrives: the client must not get the
+    // content.
+    let gate = portcullis_tests::canned::Gate::new();
+    let origin = Origin::gated(&gate).start().await?;
+    let proxy = on_demand(&origin, &lifted(1)).start().await?;
+    let mut conn = H1::connect(proxy.addr()).await?;
+    let pending = tokio::spawn(async move {
+        let resp = conn.send(get(PIRATE, "/secret")).await?;
+        let status = resp.status();
+        let body = body::count(resp.into_body()).await;
+        anyhow::Ok((
+            status,
+            body.map_err(|(n, e)| format!("cut after {n} bytes: {e}")),
+        ))
+    });
+    eventually("the origin holds the request", || async {
+        anyhow::ensure!(origin.requests() == 1);
+        Ok(())
+    })
+    .await?;
+    suspend_now(&proxy).await?;
+    gate.open();
+    let outcome = tokio::time::timeout(CUT_BOUND, pending).await??;
+    // Cut (the connection closes: what the proxy does today) or refused with a status; never
+    // a complete 200.
+    if let Ok((status, Ok(n))) = &outcome {
+        assert_ne!(
+            *status,
+            StatusCode::OK,
+            "the blocked host's content ({n} bytes) was delivered after the reload"
+        );
+    }
+    cut_once(&proxy).await?;
+    Ok(())
+}

@@ -384,3 +384,38 @@ async fn a_lower_or_unchanged_serial_is_refused() -> anyhow::Result<()> {
     assert!(d["last_error"].is_string(), "{}", d["last_error"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_deleted_policy_file_keeps_the_running_table() -> anyhow::Result<()> {
+    // A node cut off from its policy source keeps enforcing the last good table.
+    let origin = Origin::echo().start().await?;
+    let proxy = proxy_with(&origin, &suspended(1))
+        .policy_key("check_interval", "200ms")
+        .start()
+        .await?;
+    let files = proxy.policy_files();
+    std::fs::remove_file(files.path())?;
+    eventually("the missing file is reported", || async {
+        let d = policy::describe(proxy.admin()).await?;
+        anyhow::ensure!(
+            d["last_error"].is_string(),
+            "last_error {}",
+            d["last_error"]
+        );
+        Ok(())
+    })
+    .await?;
+    assert_eq!(pirate_status(proxy.addr()).await?, 451, "still enforced");
+    let scrape = Scrape::fetch(proxy.admin()).await?;
+    assert!(reloads(&scrape, "error")? >= 1.0);
+    assert_eq!(scrape.get("portcullis_policy_serial", &[])?, 1.0);
+    assert_eq!(
+        std::fs::read_to_string(files.last_good())?,
+        suspended(1).render(),
+        "the last good copy survives"
+    );
+    // The file coming back with a newer serial is applied.
+    files.replace(&lifted(2).render())?;
+    becomes(proxy.addr(), 200).await?;
+    Ok(())
+}

@@ -57,6 +57,13 @@ async fn refuse_tls_aborts_the_handshake_with_access_denied() -> anyhow::Result<
         )),
         "{err:#}"
     );
+    // Spelled otherwise, the SNI names the same host.
+    let out = s_client(proxy.tls_addr(), &["-servername", "REFUSED.Example"]).await?;
+    assert!(
+        !out.success && out.text.contains("alert number 49"),
+        "{}",
+        out.text
+    );
     let out = s_client(proxy.tls_addr(), &["-servername", "refused.example"]).await?;
     assert!(!out.success, "{}", out.text);
     assert!(
@@ -78,13 +85,13 @@ async fn refuse_tls_aborts_the_handshake_with_access_denied() -> anyhow::Result<
         .await?;
     assert_eq!(reply.status, StatusCode::OK);
     let scrape = Scrape::fetch(proxy.admin()).await?;
-    assert_eq!(blocked_count(&scrape, "REFUSE-TLS", "refuse_tls")?, 3.0);
+    assert_eq!(blocked_count(&scrape, "REFUSE-TLS", "refuse_tls")?, 4.0);
     assert_eq!(
         scrape.get(
             "portcullis_tls_handshakes_total",
             &[("result", "refused"), ("version", "unknown")]
         )?,
-        2.0
+        3.0
     );
     assert_eq!(origin.requests(), 1);
     Ok(())
@@ -160,5 +167,19 @@ async fn an_allowed_host_on_a_suspended_sni_gets_421() -> anyhow::Result<()> {
         .await?;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(origin.requests(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_suspended_host_is_blocked_before_the_https_redirect() -> anyhow::Result<()> {
+    let origin = Origin::echo().start().await?;
+    let certs = certs()?;
+    let proxy = tls_proxy(&origin, &certs).redirect_https().start().await?;
+    let reply = portcullis_tests::client::get_once(proxy.addr(), PIRATE, "/").await?;
+    assert_eq!(reply.status, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+    assert_eq!(reply.header("location"), None);
+    let reply = portcullis_tests::client::get_once(proxy.addr(), "shop.example", "/").await?;
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(origin.requests(), 0);
     Ok(())
 }
