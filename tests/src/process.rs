@@ -76,10 +76,10 @@ impl TestProxy {
             let output = output.clone();
             std::thread::spawn(move || drain_stdout(stdout, &output, &tx));
         }
-        if let Some(stderr) = child.stderr.take() {
+        let stderr_drain = child.stderr.take().map(|stderr| {
             let output = output.clone();
-            std::thread::spawn(move || drain_lines(stderr, &output, "stderr: "));
-        }
+            std::thread::spawn(move || drain_lines(stderr, &output, "stderr: "))
+        });
         let mut proc = ProxyProcess {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -97,7 +97,19 @@ impl TestProxy {
                 Ok(Listening::Proxy(a)) => addr = Some(a),
                 Ok(Listening::Tls(a)) => tls_addr = Some(a),
                 Ok(Listening::Admin(a)) => admin = Some(a),
-                Err(_) => bail!(
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Stdout closed: the process is ending. Let it, and let its last words
+                    // (the reason, on stderr) reach the output before reporting them.
+                    let status = proc.child.wait().ok();
+                    if let Some(drain) = stderr_drain {
+                        let _ = drain.join();
+                    }
+                    bail!(
+                        "portcullis did not report its listeners (exit: {status:?}); output:\n{}",
+                        proc.output().join("\n")
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => bail!(
                     "portcullis did not report its listeners (exit: {:?}); output:\n{}",
                     proc.child.try_wait().ok().flatten(),
                     proc.output().join("\n")
