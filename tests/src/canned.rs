@@ -143,10 +143,51 @@ impl Origin {
         })
     }
 
+    /// Answers 200 with a chunked body of `chunks` pieces of `chunk`, one every `every`: a long
+    /// download (or an SSE stream) still running when the test acts on it.
+    pub fn trickle(chunk: &'static [u8], every: Duration, chunks: usize) -> Origin {
+        Origin::new(move |_req| async move {
+            Response::new(TestBody::new(Trickle {
+                chunk: Bytes::from_static(chunk),
+                every,
+                left: chunks,
+                sleep: Box::pin(tokio::time::sleep(every)),
+            }))
+        })
+    }
+
     /// A WebSocket server that sends every text and binary message back; plain requests get
     /// 400.
     pub fn websocket_echo() -> Origin {
         Origin::new(|req| async move { websocket_upgrade(req) })
+    }
+}
+
+/// The body of [`Origin::trickle`].
+#[derive(Debug)]
+struct Trickle {
+    chunk: Bytes,
+    every: Duration,
+    left: usize,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Trickle {
+    type Data = Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(self.sleep.as_mut().poll(cx));
+        let next = tokio::time::Instant::now() + self.every;
+        self.sleep.as_mut().reset(next);
+        self.left -= 1;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(self.chunk.clone()))))
     }
 }
 

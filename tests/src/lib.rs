@@ -16,6 +16,9 @@
 //!   `promtool check metrics`.
 //! - [`tls`]: a certificate directory signed by a test CA, a rustls client trusting it, and
 //!   `curl`/`openssl s_client` runners (a missing tool fails, naming its package).
+//! - [`policy`]: legal-order policy files built in code, the running proxy's policy files
+//!   changed the way deploy tools change them (rename, in place, symlink swap), and the admin
+//!   policy endpoints.
 //! - [`body`]: bodies generated on the fly (never held in memory) and a byte counter.
 //! - [`mmdb`]: a writer of MaxMind DB (`.mmdb`) files, for GeoIP tests and fixtures.
 //! - [`eventually`]: bounded retries for conditions that become true asynchronously.
@@ -29,6 +32,7 @@ pub mod client;
 pub mod metrics;
 pub mod mmdb;
 pub mod origin;
+pub mod policy;
 pub mod process;
 pub mod proxy;
 pub mod raw;

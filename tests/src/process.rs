@@ -46,7 +46,7 @@ pub struct ProxyProcess {
     tls_addr: Option<SocketAddr>,
     admin: SocketAddr,
     output: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// How long the binary may take to report its listeners.
@@ -76,17 +76,17 @@ impl TestProxy {
             let output = output.clone();
             std::thread::spawn(move || drain_stdout(stdout, &output, &tx));
         }
-        if let Some(stderr) = child.stderr.take() {
+        let stderr_drain = child.stderr.take().map(|stderr| {
             let output = output.clone();
-            std::thread::spawn(move || drain_lines(stderr, &output, "stderr: "));
-        }
+            std::thread::spawn(move || drain_lines(stderr, &output, "stderr: "))
+        });
         let mut proc = ProxyProcess {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             tls_addr: None,
             admin: SocketAddr::from(([0, 0, 0, 0], 0)),
             output,
-            _dir: dir,
+            dir,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut addr, mut admin, mut tls_addr) = (None, None, None);
@@ -97,7 +97,19 @@ impl TestProxy {
                 Ok(Listening::Proxy(a)) => addr = Some(a),
                 Ok(Listening::Tls(a)) => tls_addr = Some(a),
                 Ok(Listening::Admin(a)) => admin = Some(a),
-                Err(_) => bail!(
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Stdout closed: the process is ending. Let it, and let its last words
+                    // (the reason, on stderr) reach the output before reporting them.
+                    let status = proc.child.wait().ok();
+                    if let Some(drain) = stderr_drain {
+                        let _ = drain.join();
+                    }
+                    bail!(
+                        "portcullis did not report its listeners (exit: {status:?}); output:\n{}",
+                        proc.output().join("\n")
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => bail!(
                     "portcullis did not report its listeners (exit: {:?}); output:\n{}",
                     proc.child.try_wait().ok().flatten(),
                     proc.output().join("\n")
@@ -174,6 +186,11 @@ impl ProxyProcess {
         let pid = Pid::from_child(&self.child);
         kill_process(pid, Signal::HUP).context("sending SIGHUP")?;
         Ok(())
+    }
+
+    /// The policy file and state directory (see [`TestProxy::policy`]).
+    pub fn policy_files(&self) -> crate::policy::PolicyFiles {
+        crate::policy::PolicyFiles::new(self.dir.path())
     }
 
     pub fn pid(&self) -> u32 {

@@ -23,6 +23,8 @@ use anyhow::Context as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::policy::{PolicyFiles, PolicySetup};
+
 /// One `sites:` entry.
 #[derive(Debug, Clone)]
 pub struct Site {
@@ -83,6 +85,8 @@ pub struct TestProxy {
     /// `tls:` keys (`certs_dir` first); a second listener with `tls: true` when set.
     tls: Vec<(String, String)>,
     redirect_https: bool,
+    /// The `policy:` section and its files, when set.
+    policy: Option<PolicySetup>,
 }
 
 impl Default for TestProxy {
@@ -103,7 +107,46 @@ impl TestProxy {
             grace: Duration::from_secs(5),
             tls: Vec::new(),
             redirect_https: false,
+            policy: None,
         }
+    }
+
+    fn policy_setup(&mut self) -> &mut PolicySetup {
+        self.policy.get_or_insert_with(PolicySetup::default)
+    }
+
+    /// Adds the `policy:` section: `text` is written to `policy.yaml` next to the config, the
+    /// state directory is `state/` there (see [`crate::policy::PolicyFiles`]).
+    pub fn policy(mut self, text: &str) -> TestProxy {
+        self.policy_setup().text = Some(text.to_owned());
+        self
+    }
+
+    /// A `policy:` section whose file does not exist.
+    pub fn policy_missing(mut self) -> TestProxy {
+        self.policy_setup().text = None;
+        self
+    }
+
+    /// Another `policy:` key, value written verbatim: `.policy_key("close_grace", "1s")`.
+    pub fn policy_key(mut self, key: &str, value: &str) -> TestProxy {
+        self.policy_setup()
+            .keys
+            .push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Writes `text` as the last good copy in the state directory before the proxy starts.
+    pub fn last_good_policy(mut self, text: &str) -> TestProxy {
+        self.policy_setup().last_good = Some(text.to_owned());
+        self
+    }
+
+    /// Makes the policy path a symlink to a versioned file (see
+    /// [`crate::policy::PolicyFiles::swap_symlink`]).
+    pub fn policy_symlink(mut self) -> TestProxy {
+        self.policy_setup().symlink = true;
+        self
     }
 
     /// Adds a TLS listener (after the plain one) and the `tls:` section serving the
@@ -193,6 +236,9 @@ impl TestProxy {
             "logging:\n  access_log: {}\n  level: info",
             self.access_log
         );
+        if let Some(p) = &self.policy {
+            p.render(&mut y);
+        }
         y.push_str("sites:\n");
         for s in &self.sites {
             let quoted = |v: &[String]| {
@@ -217,6 +263,9 @@ impl TestProxy {
         let dir = tempfile::tempdir().context("creating a temp dir for the config")?;
         if let Some(token) = &self.admin_token {
             std::fs::write(dir.path().join("admin.token"), format!("{token}\n"))?;
+        }
+        if let Some(p) = &self.policy {
+            p.write(dir.path())?;
         }
         let path = dir.path().join("portcullis.yaml");
         std::fs::write(&path, self.render())?;
@@ -247,7 +296,7 @@ impl TestProxy {
             admin,
             shutdown: Some(tx),
             task: Some(task),
-            _dir: dir,
+            dir,
         })
     }
 }
@@ -260,7 +309,7 @@ pub struct RunningProxy {
     admin: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl RunningProxy {
@@ -278,6 +327,11 @@ impl RunningProxy {
     /// The admin listener.
     pub fn admin(&self) -> SocketAddr {
         self.admin
+    }
+
+    /// The policy file and state directory (see [`TestProxy::policy`]).
+    pub fn policy_files(&self) -> PolicyFiles {
+        PolicyFiles::new(self.dir.path())
     }
 
     /// Resolves the shutdown future: the proxy stops accepting and drains.

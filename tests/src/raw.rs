@@ -61,6 +61,12 @@ impl RawConn {
         c.read_response().await
     }
 
+    /// Bytes received and not yet consumed by a response (e.g. after
+    /// [`RawConn::closed_within`]).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(bytes).await?;
         Ok(())

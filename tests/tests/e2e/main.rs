@@ -16,6 +16,7 @@ mod forwarding;
 mod http1;
 mod load_balancing;
 mod origin_tls;
+mod policy;
 mod tls;
 mod tls_reload;
 mod websocket;
