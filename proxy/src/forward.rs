@@ -179,6 +179,14 @@ pub fn prepare_request<B>(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    // The normalised path (unreserved escapes decoded, dot-segments removed, duplicate slashes
+    // merged) is what legal orders matched and what the origin gets (POLICY-SPEC). `*`
+    // (OPTIONS) is not a path and goes as it is.
+    let path = match portcullis_policy::path::normalize_path(path.as_str()) {
+        Ok(std::borrow::Cow::Owned(normal)) => http::uri::PathAndQuery::from_maybe_shared(normal)
+            .map_err(|e| ProxyError::Internal(e.into()))?,
+        _ => path,
+    };
     if h2_origin {
         // HTTP/2 carries the host as :authority, taken from the URI.
         req.headers_mut().remove(header::HOST);

@@ -831,7 +831,8 @@ async fn reload_on_sighup(rt: Arc<PolicyRuntime>, mut stop: tokio::sync::watch::
 }
 
 async fn hash_check(rt: Arc<PolicyRuntime>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(rt.cfg.check_interval);
+    let period = rt.cfg.check_interval;
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -856,7 +857,8 @@ pub fn tick_interval(close_grace: Duration) -> Duration {
 }
 
 async fn clock(rt: Arc<PolicyRuntime>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(tick_interval(rt.cfg.close_grace));
+    let period = tick_interval(rt.cfg.close_grace);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -168,9 +168,6 @@ async fn every_spelling_of_a_blocked_path_is_blocked() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "bug: the proxy forwards the raw request target; POLICY-SPEC says the normalised \
-            path (portcullis_policy::path::normalize_path) is what is forwarded, and \
-            proxy/src never calls normalize_path"]
 async fn the_forwarded_path_is_the_normalised_path() -> anyhow::Result<()> {
     // POLICY-SPEC: "that same normalised path is what is forwarded", and the policy crate's
     // `path::normalize_path` is documented as "the path to forward".
