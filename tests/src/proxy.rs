@@ -87,6 +87,8 @@ pub struct TestProxy {
     redirect_https: bool,
     /// The `policy:` section and its files, when set.
     policy: Option<PolicySetup>,
+    /// `geoip:` keys, values written verbatim (`mmdb` as an absolute path).
+    geoip: Vec<(String, String)>,
 }
 
 impl Default for TestProxy {
@@ -108,7 +110,14 @@ impl TestProxy {
             tls: Vec::new(),
             redirect_https: false,
             policy: None,
+            geoip: Vec::new(),
         }
+    }
+
+    /// A `geoip:` key, value written verbatim: `.geoip("trusted_proxies", "[\"127.0.0.0/8\"]")`.
+    pub fn geoip(mut self, key: &str, value: &str) -> TestProxy {
+        self.geoip.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     fn policy_setup(&mut self) -> &mut PolicySetup {
@@ -238,6 +247,12 @@ impl TestProxy {
         );
         if let Some(p) = &self.policy {
             p.render(&mut y);
+        }
+        if !self.geoip.is_empty() {
+            y.push_str("geoip:\n");
+            for (k, v) in &self.geoip {
+                let _ = writeln!(y, "  {k}: {v}");
+            }
         }
         y.push_str("sites:\n");
         for s in &self.sites {

@@ -54,6 +54,30 @@ impl RawConn {
         })
     }
 
+    /// Connects from a chosen local address (any `127.x.y.z` works on Linux loopback), e.g. to
+    /// appear as a client a test GeoIP database places in some country.
+    pub async fn connect_from(
+        local: std::net::IpAddr,
+        addr: SocketAddr,
+    ) -> anyhow::Result<RawConn> {
+        let socket = if local.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .with_context(|| format!("binding {local}"))?;
+        let stream = socket
+            .connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr} from {local}"))?;
+        Ok(RawConn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
     /// Connects, sends `bytes`, reads one response.
     pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> anyhow::Result<RawResponse> {
         let mut c = RawConn::connect(addr).await?;

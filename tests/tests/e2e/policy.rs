@@ -1,6 +1,6 @@
 //! Legal orders end to end (POLICY-SPEC.md, issue #5): real origins and clients against a proxy
-//! enforcing a policy file, one module per topic. Geo scope is not tested here yet (GeoIP lands
-//! with its own branch).
+//! enforcing a policy file, one module per topic (country scope with a test GeoIP database in
+//! `geo`).
 //!
 //! Every blocked request is also checked against the origin's request counter: a blocked
 //! request must never reach it.
@@ -9,6 +9,7 @@ mod actions;
 mod bypass;
 mod clock;
 mod cut;
+mod geo;
 mod reload;
 mod startup;
 mod tls;
