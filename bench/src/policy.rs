@@ -112,9 +112,9 @@ pub fn write_policy(w: &mut impl Write, file: PolicyFile) -> io::Result<()> {
     let PolicyFile::Table { hosts, generation } = file else {
         return write_small_policy(w, file);
     };
-    write!(
+    writeln!(
         w,
-        "{{\"serial\": {}, \"blocked_by\": \"{BLOCKED_BY}\", \"orders\": [\n",
+        "{{\"serial\": {}, \"blocked_by\": \"{BLOCKED_BY}\", \"orders\": [",
         file.serial()
     )?;
     json_order(

@@ -44,7 +44,8 @@
 //!
 //! - `policy_loaded` — a policy table went live: `serial`, `sha256` (of the file's bytes),
 //!   `source` (`"file"` or `"last_good"`), `orders` (count), `added`, `removed`, `changed`
-//!   (lists of order ids, against the table it replaced).
+//!   (lists of order ids, against the table it replaced), `active` and `sealed` (ids; a sealed
+//!   order's page is substituted with a generic one), `trigger`.
 //! - `policy_reload_failed` — a reload found an invalid file and changed nothing: `trigger`
 //!   (`watch`, `sighup`, `admin`, `hash_check`, `startup`), `error` (every error, as text).
 //! - `policy_reload_refused` — a valid file that may not replace the running one: `trigger`,

@@ -356,6 +356,7 @@ impl PolicyRuntime {
                 "source": source.as_str(),
                 "orders": orders,
                 "active": active_ids(&snapshot, &states),
+                "sealed": sealed_ids(&snapshot),
                 "file_error": file_error,
             }),
         );
@@ -527,6 +528,7 @@ impl PolicyRuntime {
                 "removed": diff.removed,
                 "changed": diff.changed,
                 "active": active_ids(&snapshot, &states),
+                "sealed": sealed_ids(&snapshot),
             }),
         );
         *lock(&self.states) = states;
@@ -719,6 +721,19 @@ fn active_ids(snapshot: &Snapshot, states: &[OrderState]) -> Vec<String> {
         .zip(states)
         .filter(|(_, s)| **s == OrderState::Active)
         .map(|(o, _)| o.id.clone())
+        .collect()
+}
+
+/// Orders whose pages disclose nothing (POLICY-SPEC: the substitution is audited): every
+/// request they block gets the generic page instead of the order's details.
+fn sealed_ids(snapshot: &Snapshot) -> Vec<String> {
+    snapshot
+        .table
+        .policy()
+        .orders
+        .iter()
+        .filter(|o| o.disclosure == portcullis_policy::Disclosure::Sealed)
+        .map(|o| o.id.clone())
         .collect()
 }
 
