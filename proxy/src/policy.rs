@@ -194,6 +194,9 @@ type WatchEvents = (
     tokio::sync::mpsc::UnboundedReceiver<()>,
 );
 
+/// Host names listed per order by `GET /admin/policy` (`host_count` has them all).
+pub const HOSTS_SHOWN: usize = 20;
+
 /// The hash check hashes the file at least this often (in checks), whatever its metadata says.
 pub const FULL_HASH_EVERY: u64 = 30;
 
@@ -745,15 +748,37 @@ impl PolicyRuntime {
         let status = lock(&self.status).clone();
         let now = SystemTime::now();
         let policy = snapshot.table.policy();
-        let summary = portcullis_policy::report::summary(policy, OffsetDateTime::from(now));
+        let at = OffsetDateTime::from(now);
+        let mut states: std::collections::BTreeMap<&str, usize> =
+            ["pending", "active", "expired", "lifted"]
+                .into_iter()
+                .map(|s| (s, 0))
+                .collect();
+        let mut hosts_total = 0;
         let orders: Vec<Value> = policy
             .orders
             .iter()
-            .zip(&summary.orders)
-            .map(|(o, s)| {
+            .map(|o| {
+                let state = o.state(at).as_str();
+                *states.entry(state).or_default() += 1;
+                hosts_total += o.scope.hosts.len();
+                // A generated order may hold thousands of names: show the first few.
+                let hosts: Vec<String> = o
+                    .scope
+                    .hosts
+                    .iter()
+                    .take(HOSTS_SHOWN)
+                    .map(|h| match h.coverage {
+                        portcullis_policy::Coverage::Exact => h.name.clone(),
+                        portcullis_policy::Coverage::WithSubdomains => {
+                            format!("{} (+subdomains)", h.name)
+                        }
+                        portcullis_policy::Coverage::SubdomainsOnly => format!("*.{}", h.name),
+                    })
+                    .collect();
                 json!({
                     "id": o.id,
-                    "state": s.state.as_str(),
+                    "state": state,
                     "mode": mode_str(o.mode),
                     "action": o.action.as_str(),
                     "authority": o.authority.name,
@@ -762,7 +787,8 @@ impl PolicyRuntime {
                     "reference": o.reference,
                     "effective_from": fmt_odt(o.effective_from),
                     "expires_at": o.expires_at.map(fmt_odt),
-                    "hosts": s.hosts.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>(),
+                    "host_count": o.scope.hosts.len(),
+                    "hosts": hosts,
                 })
             })
             .collect();
@@ -779,8 +805,8 @@ impl PolicyRuntime {
                 "trigger": trigger.as_str(),
                 "result": result,
             })),
-            "hosts": summary.hosts,
-            "states": summary.states.iter().map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "hosts": hosts_total,
+            "states": states,
             "orders": orders,
             "open_exchanges": self.cuts.len(),
         })
