@@ -988,25 +988,38 @@ async fn reload_on_sighup(rt: Arc<PolicyRuntime>, mut stop: tokio::sync::watch::
     }
 }
 
-async fn hash_check(rt: Arc<PolicyRuntime>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let period = rt.cfg.check_interval;
-    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Calls `work` every `period` (the first time one period from now) until `stop`; a call that
+/// overruns delays the next rather than bunching them.
+async fn every<F, Fut>(period: Duration, mut stop: tokio::sync::watch::Receiver<bool>, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = every.tick() => {}
+            _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
-        let changed = {
-            let rt = rt.clone();
-            tokio::task::spawn_blocking(move || rt.file_changed())
-                .await
-                .unwrap_or(false)
-        };
-        if changed {
-            run_reload(&rt, Trigger::HashCheck).await;
-        }
+        work().await;
     }
+}
+
+async fn hash_check(rt: Arc<PolicyRuntime>, stop: tokio::sync::watch::Receiver<bool>) {
+    every(rt.cfg.check_interval, stop, || {
+        let rt = rt.clone();
+        async move {
+            let check = rt.clone();
+            let changed = tokio::task::spawn_blocking(move || check.file_changed())
+                .await
+                .unwrap_or(false);
+            if changed {
+                run_reload(&rt, Trigger::HashCheck).await;
+            }
+        }
+    })
+    .await;
 }
 
 /// How often order states are re-evaluated by the clock.
@@ -1014,18 +1027,14 @@ pub fn tick_interval(close_grace: Duration) -> Duration {
     (close_grace / 2).clamp(Duration::from_millis(50), Duration::from_secs(1))
 }
 
-async fn clock(rt: Arc<PolicyRuntime>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let period = tick_interval(rt.cfg.close_grace);
-    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = stop.changed() => return,
-        }
+async fn clock(rt: Arc<PolicyRuntime>, stop: tokio::sync::watch::Receiver<bool>) {
+    every(tick_interval(rt.cfg.close_grace), stop, || {
         let rt = rt.clone();
-        let _ = tokio::task::spawn_blocking(move || rt.tick()).await;
-    }
+        async move {
+            let _ = tokio::task::spawn_blocking(move || rt.tick()).await;
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
