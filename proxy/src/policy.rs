@@ -261,9 +261,13 @@ fn read_file(path: &Path) -> Result<Vec<u8>, (Outcome, Option<String>)> {
     })
 }
 
-/// Parses a policy file's bytes: `(policy, sha256)` or every error as one message.
-fn parse_policy(path: &Path, bytes: &[u8]) -> Result<(Policy, String), (Outcome, Option<String>)> {
-    let sha = sha256_hex(bytes);
+/// Parses a policy file's bytes (whose sha256 the caller computed): `(policy, sha256)` or every
+/// error as one message.
+fn parse_policy(
+    path: &Path,
+    bytes: &[u8],
+    sha: String,
+) -> Result<(Policy, String), (Outcome, Option<String>)> {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -282,7 +286,8 @@ fn parse_policy(path: &Path, bytes: &[u8]) -> Result<(Policy, String), (Outcome,
 /// Reads and parses a policy file.
 fn read_policy(path: &Path) -> Result<(Policy, String, Vec<u8>), (Outcome, Option<String>)> {
     let bytes = read_file(path)?;
-    let (policy, sha) = parse_policy(path, &bytes)?;
+    let sha = sha256_hex(&bytes);
+    let (policy, sha) = parse_policy(path, &bytes, sha)?;
     Ok((policy, sha, bytes))
 }
 
@@ -547,6 +552,7 @@ impl PolicyRuntime {
 
     fn try_reload(&self, trigger: Trigger, now: SystemTime) -> Outcome {
         let running = self.snapshot_arc();
+        let started = std::time::Instant::now();
         let quiet = matches!(trigger, Trigger::Watch | Trigger::HashCheck);
         let read = std::fs::read(&self.cfg.file);
         let key = content_key(read.as_deref().map(|b| &b[..]));
@@ -557,7 +563,9 @@ impl PolicyRuntime {
             return Outcome::Skipped;
         }
         let parsed = match read {
-            Ok(bytes) => parse_policy(&self.cfg.file, &bytes).map(|(p, sha)| (p, sha, bytes)),
+            Ok(bytes) => {
+                parse_policy(&self.cfg.file, &bytes, key.clone()).map(|(p, sha)| (p, sha, bytes))
+            }
             Err(e) => Err((
                 Outcome::Error(format!("cannot read {}: {e}", self.cfg.file.display())),
                 Some(key),
@@ -575,7 +583,9 @@ impl PolicyRuntime {
                 serial: policy.serial,
             };
         }
+        let parsed_in = started.elapsed();
         let new = CompiledPolicy::compile(policy);
+        let compiled_in = started.elapsed() - parsed_in;
         let diff = match running.table.check_replacement(&new) {
             Ok(diff) => diff,
             Err(e) => {
@@ -602,6 +612,14 @@ impl PolicyRuntime {
             source: Source::File,
         }));
         self.generation.fetch_add(1, Ordering::AcqRel);
+        tracing::info!(
+            serial,
+            hosts = self.snapshot().table.host_count(),
+            read_and_parse_ms = parsed_in.as_millis() as u64,
+            compile_ms = compiled_in.as_millis() as u64,
+            swapped_after_ms = started.elapsed().as_millis() as u64,
+            "new legal-order table in force"
+        );
         self.persist_last_good(&bytes);
         let snapshot = self.snapshot_arc();
         let states = self.order_states(&snapshot, now);
