@@ -250,9 +250,13 @@ pub fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
+/// Why a file was not loaded, and the content key that stands for it (so the same content is
+/// not retried by the hash check).
+type LoadFailure = (Outcome, Option<String>);
+
 /// Reads a policy file: its bytes, or why it cannot be read (with the content key that stands
 /// for that failure).
-fn read_file(path: &Path) -> Result<Vec<u8>, (Outcome, Option<String>)> {
+fn read_file(path: &Path) -> Result<Vec<u8>, LoadFailure> {
     std::fs::read(path).map_err(|e| {
         (
             Outcome::Error(format!("cannot read {}: {e}", path.display())),
@@ -263,11 +267,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, (Outcome, Option<String>)> {
 
 /// Parses a policy file's bytes (whose sha256 the caller computed): `(policy, sha256)` or every
 /// error as one message.
-fn parse_policy(
-    path: &Path,
-    bytes: &[u8],
-    sha: String,
-) -> Result<(Policy, String), (Outcome, Option<String>)> {
+fn parse_policy(path: &Path, bytes: &[u8], sha: String) -> Result<(Policy, String), LoadFailure> {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -284,7 +284,7 @@ fn parse_policy(
 }
 
 /// Reads and parses a policy file.
-fn read_policy(path: &Path) -> Result<(Policy, String, Vec<u8>), (Outcome, Option<String>)> {
+fn read_policy(path: &Path) -> Result<(Policy, String, Vec<u8>), LoadFailure> {
     let bytes = read_file(path)?;
     let sha = sha256_hex(&bytes);
     let (policy, sha) = parse_policy(path, &bytes, sha)?;
@@ -555,7 +555,7 @@ impl PolicyRuntime {
         let started = std::time::Instant::now();
         let quiet = matches!(trigger, Trigger::Watch | Trigger::HashCheck);
         let read = std::fs::read(&self.cfg.file);
-        let key = content_key(read.as_deref().map(|b| &b[..]));
+        let key = content_key(read.as_deref());
         if quiet
             && (key == running.sha256 || lock(&self.status).last_bad_sha.as_deref() == Some(&key))
         {
