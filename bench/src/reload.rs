@@ -109,9 +109,10 @@ pub struct ReloadMetrics {
     pub p99_ratio: Option<f64>,
 }
 
-/// `GET /admin/policy` (with the bearer token) → its `serial`.
+/// `GET /admin/policy?orders=none` (with the bearer token) → its `serial`. The short form
+/// (no order list) keeps the 5 ms polling from loading the worker being measured.
 pub fn admin_serial(admin_port: u16) -> Result<u64> {
-    let resp = admin(admin_port, "GET", "/admin/policy")?;
+    let resp = admin(admin_port, "GET", "/admin/policy?orders=none")?;
     if resp.status != 200 {
         bail!(
             "GET /admin/policy: status {}, want 200 (is the policy runtime in this build?)",
@@ -377,7 +378,7 @@ mod tests {
                     state.store(serial, Ordering::SeqCst);
                 }
                 (200, b"reloaded".to_vec())
-            } else if target.starts_with("GET /admin/policy ") {
+            } else if target.starts_with("GET /admin/policy") {
                 let json = format!("{{\"serial\": {}}}", state.load(Ordering::SeqCst));
                 (200, json.into_bytes())
             } else if target.starts_with("GET /metrics ") {

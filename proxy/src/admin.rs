@@ -1,5 +1,5 @@
 //! The admin listener, on its own address (loopback by default): `/healthz`, `/readyz`,
-//! `/metrics`, `GET /admin/policy` (the running legal-order table), `GET
+//! `/metrics`, `GET /admin/policy[?orders=none]` (the running legal-order table), `GET
 //! /admin/policy/explain?host=&path=&country=&sni=[&at=]` (one decision and its reasons) and
 //! `POST /admin/policy/reload`. Anything that is not a read requires the bearer token from
 //! `admin.token_file` ([`authorized`]).
@@ -104,7 +104,14 @@ async fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Byt
             r
         }
         "/admin/policy" => match &state.policy {
-            Some(policy) => json(StatusCode::OK, &policy.describe()),
+            Some(policy) => {
+                // `?orders=none`: the header fields only (serial, sha256, loaded_at, last
+                // error...), cheap enough to poll while waiting for a reload to land.
+                let with_orders = !form_pairs(req.uri().query().unwrap_or(""))
+                    .iter()
+                    .any(|(k, v)| k == "orders" && v == "none");
+                json(StatusCode::OK, &policy.describe(with_orders))
+            }
             None => no_policy(),
         },
         "/admin/policy/explain" => match &state.policy {

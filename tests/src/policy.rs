@@ -487,6 +487,18 @@ pub async fn describe(admin: SocketAddr) -> anyhow::Result<serde_json::Value> {
     Ok(a.json)
 }
 
+/// `GET /admin/policy?orders=none`: the header fields without the order list.
+pub async fn describe_short(admin: SocketAddr) -> anyhow::Result<serde_json::Value> {
+    let a = admin_json(admin, get("admin", "/admin/policy?orders=none")).await?;
+    anyhow::ensure!(
+        a.status == StatusCode::OK,
+        "answered {}: {}",
+        a.status,
+        a.json
+    );
+    Ok(a.json)
+}
+
 /// `GET /admin/policy/explain?{query}` (the caller percent-encodes the query).
 pub async fn explain(admin: SocketAddr, query: &str) -> anyhow::Result<AdminJson> {
     admin_json(

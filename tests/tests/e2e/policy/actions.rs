@@ -378,6 +378,13 @@ async fn admin_shows_the_running_table_and_explains_decisions() -> anyhow::Resul
     );
     let loaded_at = d["loaded_at"].as_str().expect("loaded_at");
     time::OffsetDateTime::parse(loaded_at, &time::format_description::well_known::Rfc3339)?;
+    // The short form, for polling: the same header fields, no order list.
+    let short = policy::describe_short(proxy.admin()).await?;
+    assert_eq!(short["serial"], 42);
+    assert_eq!(short["sha256"], d["sha256"]);
+    assert_eq!(short["states"], d["states"]);
+    assert!(short.get("orders").is_none(), "{short}");
+    assert!(d["orders"].as_array().is_some_and(|o| !o.is_empty()), "{d}");
     assert_eq!(d["source"], "file");
     assert_eq!(d["last_error"], serde_json::Value::Null);
     assert_eq!(d["open_exchanges"], 0);
