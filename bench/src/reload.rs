@@ -203,26 +203,33 @@ fn measure(
     let swap = (|| -> Result<(Response, Instant, Instant)> {
         std::fs::rename(&staged, &live.file)
             .with_context(|| format!("renaming {staged:?} over {:?}", live.file))?;
-        let post = admin(admin_port, "POST", "/admin/policy/reload")?;
-        let posted = Instant::now();
-        if matches!(post.status, 401 | 403 | 404 | 405) {
-            bail!(
-                "POST /admin/policy/reload: status {} ({})",
-                post.status,
-                String::from_utf8_lossy(&post.body).trim()
-            );
-        }
+        // The POST answers once the reload's bookkeeping (last good copy, audit record) is
+        // done, after the swap: send it on its own thread and watch for the new serial
+        // meanwhile, so the time to apply ends when the new table is in force.
+        let poster = std::thread::spawn(move || {
+            let post = admin(admin_port, "POST", "/admin/policy/reload");
+            (post, Instant::now())
+        });
         loop {
             let seen = admin_serial(admin_port);
             let now = Instant::now();
             if matches!(seen, Ok(s) if s == next) {
+                let (post, posted) = poster
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the POST thread panicked"))?;
+                let post = post?;
+                if matches!(post.status, 401 | 403 | 404 | 405) {
+                    bail!(
+                        "POST /admin/policy/reload: status {} ({})",
+                        post.status,
+                        String::from_utf8_lossy(&post.body).trim()
+                    );
+                }
                 return Ok((post, posted, now));
             }
             if now.duration_since(renamed) > APPLY_LIMIT {
                 bail!(
-                    "serial {next} not in force {APPLY_LIMIT:?} after the reload (last: {seen:?}; \
-                     POST answered {})",
-                    post.status
+                    "serial {next} not in force {APPLY_LIMIT:?} after the reload (last: {seen:?})"
                 );
             }
             std::thread::sleep(POLL);
