@@ -230,7 +230,7 @@ pub(crate) fn host_rule(written: &str, include_subdomains: bool) -> Result<HostR
         )?
     };
     // Full-width digits and dots fold to ASCII: check again after mapping.
-    if looks_like_ip(&ascii) {
+    if matches!(ascii, std::borrow::Cow::Owned(_)) && looks_like_ip(&ascii) {
         return Err(K::IpHost {
             value: written.to_owned(),
         });
@@ -288,7 +288,11 @@ fn looks_like_ip(host: &str) -> bool {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    if unbracketed.parse::<IpAddr>().is_ok() {
+    // Only hex digits, '.' and ':' make an address: skip the parse for ordinary names.
+    let could_be_address = unbracketed
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    if could_be_address && unbracketed.parse::<IpAddr>().is_ok() {
         return true;
     }
     let last = host.rsplit('.').next().unwrap_or(host);
