@@ -5,7 +5,7 @@
 use crate::authority::canonical_host;
 use crate::compile::{CompiledPolicy, unix_nanos};
 use crate::decide::{Decision, PathBuf, RequestFacts, paths_cover};
-use crate::model::{Coverage, Order};
+use crate::model::Order;
 
 /// Why a considered order did or did not match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +72,7 @@ impl CompiledPolicy {
                         .find(|n| name.ends_with(&format!(".{n}")))
                         .unwrap_or(name)
                 };
-                let via = match rule.coverage {
-                    Coverage::Exact => suffix_name.to_owned(),
-                    Coverage::WithSubdomains => format!("{suffix_name} (+subdomains)"),
-                    Coverage::SubdomainsOnly => format!("*.{suffix_name}"),
-                };
+                let via = rule.coverage.show(suffix_name);
                 let outcome = if !c.active(now) {
                     Outcome::NotActive
                 } else if !c.country_matches(req.country) {

@@ -148,6 +148,18 @@ pub enum Coverage {
     SubdomainsOnly,
 }
 
+impl Coverage {
+    /// How summaries, explanations and the admin endpoint show a rule for `name`: `name`,
+    /// `name (+subdomains)` or `*.name`.
+    pub fn show(self, name: &str) -> String {
+        match self {
+            Coverage::Exact => name.to_owned(),
+            Coverage::WithSubdomains => format!("{name} (+subdomains)"),
+            Coverage::SubdomainsOnly => format!("*.{name}"),
+        }
+    }
+}
+
 /// One `scope.paths` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathPrefix {

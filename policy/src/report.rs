@@ -91,11 +91,7 @@ pub fn summary(policy: &Policy, now: OffsetDateTime) -> Summary {
                 .hosts
                 .iter()
                 .map(|h| {
-                    let shape = |n: &str| match h.coverage {
-                        crate::Coverage::Exact => n.to_owned(),
-                        crate::Coverage::WithSubdomains => format!("{n} (+subdomains)"),
-                        crate::Coverage::SubdomainsOnly => format!("*.{n}"),
-                    };
+                    let shape = |n: &str| h.coverage.show(n);
                     (shape(&h.name), h.unicode.as_deref().map(shape))
                 })
                 .collect();

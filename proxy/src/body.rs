@@ -193,13 +193,15 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        if let Some(guard) = this.cut.as_ref() {
-            if guard.signal.is_cut() {
-                *this.cut = None;
-                // Dropping the completion records the exchange as incomplete.
-                drop(this.completion.take());
-                return Poll::Ready(Some(Err(Box::new(CutByPolicy))));
-            }
+        // Ends the body because a legal order cut the exchange; dropping the completion
+        // records the exchange as incomplete.
+        let cut = |cut: &mut Option<cut::Guard>, completion: &mut Option<Completion>| {
+            *cut = None;
+            drop(completion.take());
+            Poll::Ready(Some(Err(Box::new(CutByPolicy) as Self::Error)))
+        };
+        if this.cut.as_ref().is_some_and(|g| g.signal.is_cut()) {
+            return cut(this.cut, this.completion);
         }
         let polled = match this.kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
@@ -226,13 +228,9 @@ impl Body for ResponseBody {
                     }
                 }
             }
-        } else if let Some(guard) = this.cut.as_ref() {
-            // Waiting on the origin: be woken if a legal order cuts the exchange meanwhile.
-            if guard.signal.poll_cut(cx) {
-                *this.cut = None;
-                drop(this.completion.take());
-                return Poll::Ready(Some(Err(Box::new(CutByPolicy))));
-            }
+        } else if this.cut.as_ref().is_some_and(|g| g.signal.poll_cut(cx)) {
+            // Waiting on the origin: woken if a legal order cuts the exchange meanwhile.
+            return cut(this.cut, this.completion);
         }
         polled
     }

@@ -254,41 +254,37 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// not retried by the hash check).
 type LoadFailure = (Outcome, Option<String>);
 
-/// Reads a policy file: its bytes, or why it cannot be read (with the content key that stands
-/// for that failure).
-fn read_file(path: &Path) -> Result<Vec<u8>, LoadFailure> {
-    std::fs::read(path).map_err(|e| {
-        (
-            Outcome::Error(format!("cannot read {}: {e}", path.display())),
-            Some(content_key(Err(&e))),
-        )
-    })
+/// Parses a policy file's bytes; the error is every problem as one message.
+fn parse_policy(path: &Path, bytes: &[u8]) -> Result<Policy, Outcome> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Outcome::Invalid(format!("{}: not UTF-8 text: {e}", path.display())))?;
+    Policy::parse(text, &path.display().to_string())
+        .map_err(|errors| Outcome::Invalid(errors.to_string()))
 }
 
-/// Parses a policy file's bytes (whose sha256 the caller computed): `(policy, sha256)` or every
-/// error as one message.
-fn parse_policy(path: &Path, bytes: &[u8], sha: String) -> Result<(Policy, String), LoadFailure> {
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            return Err((
-                Outcome::Invalid(format!("{}: not UTF-8 text: {e}", path.display())),
-                Some(sha),
-            ));
-        }
-    };
-    match Policy::parse(text, &path.display().to_string()) {
-        Ok(p) => Ok((p, sha)),
-        Err(errors) => Err((Outcome::Invalid(errors.to_string()), Some(sha))),
-    }
+/// What reading `path` found: the bytes, and their content key (the sha256, or why the file
+/// cannot be read).
+fn read_keyed(path: &Path) -> (std::io::Result<Vec<u8>>, String) {
+    let read = std::fs::read(path);
+    let key = content_key(read.as_deref());
+    (read, key)
 }
 
-/// Reads and parses a policy file.
+/// Reads and parses a policy file: `(policy, sha256, bytes)`, or the failure with the content
+/// key that stands for it.
 fn read_policy(path: &Path) -> Result<(Policy, String, Vec<u8>), LoadFailure> {
-    let bytes = read_file(path)?;
-    let sha = sha256_hex(&bytes);
-    let (policy, sha) = parse_policy(path, &bytes, sha)?;
-    Ok((policy, sha, bytes))
+    let (read, key) = read_keyed(path);
+    let loaded = match read {
+        Ok(bytes) => parse_policy(path, &bytes).map(|p| (p, bytes)),
+        Err(e) => Err(Outcome::Error(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    };
+    match loaded {
+        Ok((policy, bytes)) => Ok((policy, key, bytes)),
+        Err(outcome) => Err((outcome, Some(key))),
+    }
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, sync, rename).
@@ -327,18 +323,17 @@ impl PolicyRuntime {
         let (policy, sha, source, file_error) = match from_file {
             Ok((policy, sha, bytes)) => {
                 // Across restarts too, an older file must not lift what a newer one imposed.
-                match from_last_good() {
-                    Ok((good, good_sha, _))
-                        if good_sha != sha
-                            && refusal(good.serial, policy.serial, &good_sha, &sha).is_some() =>
-                    {
-                        let reason = refusal(good.serial, policy.serial, &good_sha, &sha)
-                            .unwrap_or_default();
+                let refused = from_last_good().ok().and_then(|(good, good_sha, _)| {
+                    let reason = refusal(good.serial, policy.serial, &good_sha, &sha)?;
+                    Some((good, good_sha, reason))
+                });
+                match refused {
+                    Some((good, good_sha, reason)) => {
                         tracing::error!(file = %cfg.file.display(), %reason, "policy file refused at start-up; enforcing the last good copy");
                         bad_key = Some(sha);
                         (good, good_sha, Source::LastGood, Some(reason))
                     }
-                    _ => {
+                    None => {
                         applied_bytes = Some(bytes);
                         (policy, sha, Source::File, None)
                     }
@@ -554,27 +549,24 @@ impl PolicyRuntime {
         let running = self.snapshot_arc();
         let started = std::time::Instant::now();
         let quiet = matches!(trigger, Trigger::Watch | Trigger::HashCheck);
-        let read = std::fs::read(&self.cfg.file);
-        let key = content_key(read.as_deref());
+        let (read, sha) = read_keyed(&self.cfg.file);
         if quiet
-            && (key == running.sha256 || lock(&self.status).last_bad_sha.as_deref() == Some(&key))
+            && (sha == running.sha256 || lock(&self.status).last_bad_sha.as_deref() == Some(&sha))
         {
             // Events fire for anything in the directory; only new content is worth a reload.
             return Outcome::Skipped;
         }
-        let parsed = match read {
-            Ok(bytes) => {
-                parse_policy(&self.cfg.file, &bytes, key.clone()).map(|(p, sha)| (p, sha, bytes))
-            }
-            Err(e) => Err((
-                Outcome::Error(format!("cannot read {}: {e}", self.cfg.file.display())),
-                Some(key),
-            )),
+        let loaded = match read {
+            Ok(bytes) => parse_policy(&self.cfg.file, &bytes).map(|p| (p, bytes)),
+            Err(e) => Err(Outcome::Error(format!(
+                "cannot read {}: {e}",
+                self.cfg.file.display()
+            ))),
         };
-        let (policy, sha, bytes) = match parsed {
+        let (policy, bytes) = match loaded {
             Ok(ok) => ok,
-            Err((outcome, sha)) => {
-                lock(&self.status).last_bad_sha = sha;
+            Err(outcome) => {
+                lock(&self.status).last_bad_sha = Some(sha);
                 return outcome;
             }
         };
@@ -729,11 +721,12 @@ impl PolicyRuntime {
         if self.generation() == decided_at {
             return None;
         }
-        let order = cut::blocking_order(&self.snapshot().table, facts, now)?;
+        let snapshot = self.snapshot();
+        let order = cut::blocking_order(&snapshot.table, facts, now)?;
         self.metrics.cut(&order, 1);
         self.audit(
             event::CONNECTIONS_CUT,
-            json!({ "order": order, "count": 1, "serial": self.snapshot().table.serial() }),
+            json!({ "order": order, "count": 1, "serial": snapshot.table.serial() }),
         );
         Some(order)
     }
@@ -793,13 +786,7 @@ impl PolicyRuntime {
                     .hosts
                     .iter()
                     .take(HOSTS_SHOWN)
-                    .map(|h| match h.coverage {
-                        portcullis_policy::Coverage::Exact => h.name.clone(),
-                        portcullis_policy::Coverage::WithSubdomains => {
-                            format!("{} (+subdomains)", h.name)
-                        }
-                        portcullis_policy::Coverage::SubdomainsOnly => format!("*.{}", h.name),
-                    })
+                    .map(|h| h.coverage.show(&h.name))
                     .collect();
                 json!({
                     "id": o.id,
