@@ -63,6 +63,8 @@ pub struct Shared {
     /// Legal orders, when the config has a `policy:` section.
     pub policy: Option<Arc<PolicyRuntime>>,
     pub geo: Arc<Geo>,
+    /// The cache's clock (see [`crate::cache::Clock`]).
+    pub clock: crate::cache::Clock,
     no_site: Arc<SiteMetrics>,
     no_site_name: Arc<str>,
     ids: RequestIds,
@@ -80,6 +82,7 @@ impl Shared {
         Shared {
             policy,
             geo,
+            clock: crate::cache::Clock::default(),
             no_site: Arc::new(metrics.site(NO_SITE)),
             no_site_name: Arc::from(NO_SITE),
             sites,

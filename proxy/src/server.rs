@@ -152,6 +152,11 @@ impl Proxy {
         })
     }
 
+    /// The clock the cache reads; tests move it forward instead of sleeping.
+    pub fn cache_clock(&self) -> crate::cache::Clock {
+        self.shared.clock.clone()
+    }
+
     /// The bound addresses of the proxy listeners, in config order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
