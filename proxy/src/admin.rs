@@ -1,7 +1,7 @@
 //! The admin listener, on its own address (loopback by default): `/healthz`, `/readyz`,
 //! `/metrics`, `GET /admin/policy[?orders=none]` (the running legal-order table), `GET
 //! /admin/policy/explain?host=&path=&country=&sni=[&at=]` (one decision and its reasons) and
-//! `POST /admin/policy/reload`. Anything that is not a read requires the bearer token from
+//! `POST /admin/policy/reload`, `POST /admin/purge` (the cache). Anything that is not a read requires the bearer token from
 //! `admin.token_file` ([`authorized`]).
 
 use std::sync::Arc;
@@ -25,6 +25,8 @@ use portcullis_policy::{RequestFacts, Verdict};
 pub struct AdminState {
     pub metrics: Metrics,
     pub policy: Option<Arc<PolicyRuntime>>,
+    /// The shared cache, for `POST /admin/purge`.
+    pub cache: Option<Arc<crate::cache::Cache>>,
     pub token: Option<String>,
     /// Set when the proxy stops accepting: `/readyz` turns 503 so load balancers move away.
     pub draining: AtomicBool,
@@ -52,7 +54,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&state, &req).await) }
+                async move { Ok::<_, std::convert::Infallible>(route(&state, req).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -71,7 +73,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     r
 }
 
-async fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
     if !read {
         if !authorized(state.token.as_deref(), req.headers()) {
@@ -83,6 +85,13 @@ async fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Byt
         return match (req.method(), req.uri().path(), &state.policy) {
             (&Method::POST, "/admin/policy/reload", Some(policy)) => policy_reload(policy).await,
             (&Method::POST, "/admin/policy/reload", None) => no_policy(),
+            (&Method::POST, "/admin/purge", _) => match &state.cache {
+                Some(cache) => purge(cache, req).await,
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "no site has the cache enabled (set cache: true on a site)\n",
+                ),
+            },
             _ => text(StatusCode::NOT_FOUND, "no such admin endpoint\n"),
         };
     }
@@ -134,6 +143,69 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> 
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// The largest purge request body read.
+const MAX_PURGE_BODY: usize = 64 << 10;
+
+/// `POST /admin/purge` with exactly one of `{"url": "http://host/path?q"}` (every variant of
+/// that URL; the scheme is ignored), `{"host": "host"}` or `{"all": true}`; answers
+/// `{"purged": N}`.
+async fn purge(cache: &crate::cache::Cache, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt as _;
+    let bad = |msg: String| {
+        json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({ "error": msg }),
+        )
+    };
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_PURGE_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return bad(format!("cannot read the request body: {e}")),
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return bad(format!(
+                "the body must be JSON: {{\"url\": ...}}, {{\"host\": ...}} or {{\"all\": true}} ({e})"
+            ));
+        }
+    };
+    let Some(obj) = value.as_object().filter(|o| o.len() == 1) else {
+        return bad("give exactly one of url, host or all".to_owned());
+    };
+    let purged = match obj.iter().next() {
+        Some((k, serde_json::Value::String(url))) if k == "url" => {
+            let Ok(uri) = url.parse::<http::Uri>() else {
+                return bad(format!("{url:?} is not a URL"));
+            };
+            let Some(host) = uri.host() else {
+                return bad(format!("{url:?} has no host (write http://host/path)"));
+            };
+            let Ok(host) = portcullis_policy::canonical_host(host) else {
+                return bad(format!("{url:?} has an invalid host"));
+            };
+            let target = uri.path_and_query().map_or("/", |p| p.as_str());
+            cache.purge_url(&host, target)
+        }
+        Some((k, serde_json::Value::String(host))) if k == "host" => {
+            let Ok(host) = portcullis_policy::canonical_host(host) else {
+                return bad(format!("{host:?} is not a valid host name"));
+            };
+            cache.purge_host(&host)
+        }
+        Some((k, serde_json::Value::Bool(true))) if k == "all" => cache.purge_all(),
+        _ => {
+            return bad(
+                "give exactly one of url (a string), host (a string) or all: true".to_owned(),
+            );
+        }
+    };
+    tracing::info!(purged, request = %String::from_utf8_lossy(&body), "cache purge");
+    json(StatusCode::OK, &serde_json::json!({ "purged": purged }))
 }
 
 fn no_policy() -> Response<Full<Bytes>> {

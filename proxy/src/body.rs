@@ -9,6 +9,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use crate::cache::Tee;
 use crate::complete::Completion;
 use crate::h1::client::OriginBody;
 use crate::h1::io::ClientBody;
@@ -102,6 +103,8 @@ pin_project_lite::pin_project! {
         // Set on forwarded exchanges when legal orders are enforced: a change that blocks the
         // host ends the body with an error.
         cut: Option<cut::Guard>,
+        // Set on responses being stored by the cache: each chunk is copied on its way.
+        tee: Option<Box<Tee>>,
     }
 
     impl PinnedDrop for ResponseBody {
@@ -109,9 +112,15 @@ pin_project_lite::pin_project! {
             // A body dropped after its last byte was handed over is complete even if nobody
             // polled the final `None` (hyper stops at Content-Length).
             let done = this.as_ref().get_ref().is_end_stream();
-            if let Some(mut c) = this.project().completion.take() {
+            let this = this.project();
+            if let Some(mut c) = this.completion.take() {
                 if done {
                     c.mark_complete();
+                }
+            }
+            if let Some(tee) = this.tee.take() {
+                if done {
+                    tee.finish();
                 }
             }
         }
@@ -137,6 +146,7 @@ impl ResponseBody {
             },
             completion: None,
             cut: None,
+            tee: None,
         }
     }
 
@@ -145,6 +155,7 @@ impl ResponseBody {
             kind: Kind::Full { data: None },
             completion: None,
             cut: None,
+            tee: None,
         }
     }
 
@@ -153,6 +164,7 @@ impl ResponseBody {
             kind: Kind::H1 { inner },
             completion: None,
             cut: None,
+            tee: None,
         }
     }
 
@@ -161,12 +173,22 @@ impl ResponseBody {
             kind: Kind::H2 { inner },
             completion: None,
             cut: None,
+            tee: None,
         }
     }
 
     /// Registers the exchange for cutting (see `policy::cut`).
     pub fn set_cut_guard(&mut self, guard: cut::Guard) {
         self.cut = Some(guard);
+    }
+
+    /// Stores the body in the cache as it streams (see `cache::Tee`).
+    pub fn set_tee(&mut self, tee: Box<Tee>) {
+        if self.is_end_stream() {
+            tee.finish();
+        } else {
+            self.tee = Some(tee);
+        }
     }
 
     /// Takes the cut registration out (an upgraded tunnel watches it itself).
@@ -197,10 +219,12 @@ impl Body for ResponseBody {
         // records the exchange as incomplete.
         let cut = |cut: &mut Option<cut::Guard>, completion: &mut Option<Completion>| {
             *cut = None;
+            // Nothing cut short is stored.
             drop(completion.take());
             Poll::Ready(Some(Err(Box::new(CutByPolicy) as Self::Error)))
         };
         if this.cut.as_ref().is_some_and(|g| g.signal.is_cut()) {
+            *this.tee = None;
             return cut(this.cut, this.completion);
         }
         let polled = match this.kind.project() {
@@ -211,13 +235,22 @@ impl Body for ResponseBody {
         if let Poll::Ready(ref item) = polled {
             match item {
                 Some(Ok(frame)) => {
-                    if let (Some(data), Some(c)) = (frame.data_ref(), this.completion.as_mut()) {
-                        c.add_bytes(data.len() as u64);
+                    if let Some(data) = frame.data_ref() {
+                        if let Some(c) = this.completion.as_mut() {
+                            c.add_bytes(data.len() as u64);
+                        }
+                        if let Some(tee) = this.tee.as_mut() {
+                            if !tee.push(data) {
+                                // Over max_object_size: streamed on, not stored.
+                                *this.tee = None;
+                            }
+                        }
                     }
                 }
                 // Only an origin's body can fail: the origin broke the connection mid-body.
                 // Dropping the completion records the exchange as incomplete.
                 Some(Err(_)) => {
+                    *this.tee = None;
                     if let Some(c) = this.completion.take() {
                         c.metrics().count_upstream_error(UpstreamErrorKind::Reset);
                     }
@@ -226,10 +259,14 @@ impl Body for ResponseBody {
                     if let Some(mut c) = this.completion.take() {
                         c.mark_complete();
                     }
+                    if let Some(tee) = this.tee.take() {
+                        tee.finish();
+                    }
                 }
             }
         } else if this.cut.as_ref().is_some_and(|g| g.signal.poll_cut(cx)) {
             // Waiting on the origin: woken if a legal order cuts the exchange meanwhile.
+            *this.tee = None;
             return cut(this.cut, this.completion);
         }
         polled

@@ -39,7 +39,32 @@ pub struct Config {
     pub policy: Option<PolicyConfig>,
     /// Where the client's country comes from; without it, countries are unknown.
     pub geoip: Option<GeoipConfig>,
+    /// The shared HTTP cache's bounds; the defaults apply when the section is absent. Only sites
+    /// with `cache: true` use it.
+    pub cache: CacheConfig,
     pub sites: Vec<SiteConfig>,
+}
+
+/// The `cache:` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// Memory for stored responses (bodies and headers), in bytes.
+    pub max_size: u64,
+    /// Larger responses stream through uncached.
+    pub max_object_size: u64,
+    /// RFC 9111 §4.2.2 heuristic freshness: this fraction of the time since `Last-Modified`
+    /// (0 disables it).
+    pub heuristic_fraction: f64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_size: 512 << 20,
+            max_object_size: 16 << 20,
+            heuristic_fraction: 0.1,
+        }
+    }
 }
 
 /// The `policy:` section.
@@ -161,6 +186,8 @@ pub struct SiteConfig {
     pub origin_down_for: Duration,
     /// TLS settings for `https://` origins; `None` when the site has no `origin_tls` key.
     pub origin_tls: Option<OriginTlsConfig>,
+    /// Responses for this site go through the shared cache.
+    pub cache: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -44,12 +44,16 @@ policy:
   file: "{policy}"
   state_dir: "{state}"
   close_grace: "5s"
+cache:
+  max_size: "64MiB"
+  max_object_size: "4MiB"
 sites:
   - name: shop
     hosts: ["shop.example", "www.shop.example"]
     origins: ["http://{origin}"]
     connect_timeout: "2s"
     response_timeout: "30s"
+    cache: true
   - name: pirate
     hosts: ["pirate.example", "www.pirate.example"]
     origins: ["http://{origin}"]
@@ -176,6 +180,26 @@ pub async fn start_origin() -> std::io::Result<SocketAddr> {
 }
 
 fn echo(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(name) = req.uri().path().strip_prefix("/static/") {
+        // Cacheable for a minute: the second request is a hit (`Cache-Status`).
+        let mut resp = Response::new(Full::new(Bytes::from(format!(
+            "A static asset ({name}) from the Portcullis demo origin.\n"
+        ))));
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("public, max-age=60"),
+        );
+        h.insert(
+            header::ETAG,
+            header::HeaderValue::from_static("\"demo-v1\""),
+        );
+        return resp;
+    }
     let mut text = format!(
         "Hello from the Portcullis demo origin.\n\nYou asked for: {} {}\nHeaders the origin received:\n",
         req.method(),
@@ -281,6 +305,10 @@ Legal orders: pirate.example is suspended by a court order; shop.example is serv
   curl -s -H 'Host: www.pirate.example' -H 'Accept: application/problem+json' http://{listen}/
   curl -s http://{admin}/admin/policy                           # serial, orders and their state
   curl -s 'http://{admin}/admin/policy/explain?host=pirate.example&path=/'
+
+Cache (shop.example has cache: true; /static/* is fresh for 60 s):
+  curl -si -H 'Host: shop.example' http://{listen}/static/logo.txt | grep -iE 'cache-status|^age'
+                                                # run it twice: fwd=uri-miss; stored, then hit
 
 Try:
   curl -H 'Host: shop.example' http://{listen}/hello            # forwarded; see X-Forwarded-* and Via

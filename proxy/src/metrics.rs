@@ -153,6 +153,60 @@ pub struct Metrics {
     pub connections_total: IntCounter,
     pub tls: TlsMetrics,
     pub policy: PolicyMetrics,
+    pub cache: CacheMetrics,
+}
+
+/// How the cache answered a request; the `result` label of `portcullis_cache_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Served from storage, fresh (or from another request's fill).
+    Hit,
+    /// Forwarded: nothing stored, no matching variant, or new content after validation.
+    Miss,
+    /// A stale stored response served (stale-while-revalidate, stale-if-error, max-stale).
+    Stale,
+    /// Validated with the origin (304) and served from storage.
+    Revalidated,
+    /// Not a cacheable request (unsafe method, Range): forwarded around the cache.
+    Bypass,
+}
+
+impl CacheResult {
+    pub const ALL: [CacheResult; 5] = [
+        CacheResult::Hit,
+        CacheResult::Miss,
+        CacheResult::Stale,
+        CacheResult::Revalidated,
+        CacheResult::Bypass,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Stale => "stale",
+            CacheResult::Revalidated => "revalidated",
+            CacheResult::Bypass => "bypass",
+        }
+    }
+}
+
+/// The cache families.
+#[derive(Debug, Clone)]
+pub struct CacheMetrics {
+    requests: IntCounterVec,
+    pub bytes: IntGauge,
+    pub objects: IntGauge,
+    pub evictions: IntCounter,
+    pub coalesced: IntCounter,
+}
+
+impl CacheMetrics {
+    /// One site's `portcullis_cache_requests_total` series, in [`CacheResult::ALL`] order
+    /// (resolved, so exported at zero, for cache-enabled sites only).
+    pub fn site(&self, site: &str) -> [IntCounter; 5] {
+        CacheResult::ALL.map(|r| self.requests.with_label_values(&[site, r.as_str()]))
+    }
 }
 
 /// The legal-order families. Labelled by order id and action only: never by client, host or
@@ -370,6 +424,31 @@ impl Metrics {
                 &["order"],
             )),
         };
+        let cache = CacheMetrics {
+            requests: must(IntCounterVec::new(
+                Opts::new(
+                    "portcullis_cache_requests_total",
+                    "Requests to cache-enabled sites by how the cache answered: hit, miss, stale, revalidated, bypass.",
+                ),
+                &["site", "result"],
+            )),
+            bytes: must(IntGauge::new(
+                "portcullis_cache_bytes",
+                "Bytes held by stored responses (bodies and headers).",
+            )),
+            objects: must(IntGauge::new(
+                "portcullis_cache_objects",
+                "Stored responses (each Vary variant counts once).",
+            )),
+            evictions: must(IntCounter::new(
+                "portcullis_cache_evictions_total",
+                "Stored responses evicted to stay within cache.max_size.",
+            )),
+            coalesced: must(IntCounter::new(
+                "portcullis_cache_coalesced_total",
+                "Requests that waited for another request's origin fetch of the same URL instead of making their own.",
+            )),
+        };
         let build_info = must(IntGaugeVec::new(
             Opts::new("portcullis_build_info", "Build information; always 1."),
             &["version"],
@@ -397,6 +476,11 @@ impl Metrics {
             Box::new(policy.blocked.clone()),
             Box::new(policy.dry_run.clone()),
             Box::new(policy.cut.clone()),
+            Box::new(cache.requests.clone()),
+            Box::new(cache.bytes.clone()),
+            Box::new(cache.objects.clone()),
+            Box::new(cache.evictions.clone()),
+            Box::new(cache.coalesced.clone()),
             Box::new(build_info),
         ] {
             must(registry.register(c));
@@ -413,6 +497,7 @@ impl Metrics {
             connections_total,
             tls,
             policy,
+            cache,
         }
     }
 

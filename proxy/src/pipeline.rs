@@ -21,7 +21,8 @@
 //!    ├─ site lookup (route.rs) ────────────────────────────────────────────────▶ 421 if unknown
 //!    ├─ plain listener with redirect_https ─────────▶ 308 https://host[:port]/path?query
 //!    ├─ framing: conflicting Content-Length ─▶ 400; over max_request_body ───────▶ 413
-//!    ├─ [cache lookup]                                               (cache issue)
+//!    ├─ site with cache: true ─▶ the cache (cache.rs: hit, stale, validate, coalesce,
+//!    │    store as it streams) — it forwards through the same two steps below
 //!    ├─ rewrite (forward.rs): hop-by-hop out, X-Forwarded-* (Proto https on TLS), Via,
 //!    │    X-Request-Id
 //!    ├─ forward (forward.rs, upstream.rs): pick origin (round robin, passive health),
@@ -65,6 +66,8 @@ pub struct Shared {
     pub geo: Arc<Geo>,
     /// The cache's clock (see [`crate::cache::Clock`]).
     pub clock: crate::cache::Clock,
+    /// The shared cache, when a site has `cache: true`.
+    pub cache: Option<Arc<crate::cache::Cache>>,
     no_site: Arc<SiteMetrics>,
     no_site_name: Arc<str>,
     ids: RequestIds,
@@ -78,11 +81,16 @@ impl Shared {
         access_log: bool,
         policy: Option<Arc<PolicyRuntime>>,
         geo: Arc<Geo>,
+        cache: Option<Arc<crate::cache::Cache>>,
     ) -> Shared {
         Shared {
             policy,
             geo,
-            clock: crate::cache::Clock::default(),
+            clock: cache
+                .as_ref()
+                .map(|c| c.clock().clone())
+                .unwrap_or_default(),
+            cache,
             no_site: Arc::new(metrics.site(NO_SITE)),
             no_site_name: Arc::from(NO_SITE),
             sites,
@@ -228,8 +236,10 @@ async fn route_and_forward(
         HeaderValue,
         Option<HeaderValue>,
         Option<(u64, cut::Facts)>,
+        // The canonical host, kept for the cache key on cache-enabled sites.
+        Option<Box<str>>,
     );
-    let (site, raw_host, redirect, exchange): Routed = {
+    let (site, raw_host, redirect, exchange, cache_host): Routed = {
         let host = request_host(&req)?;
         if let Some(l) = log.as_mut() {
             l.host = host.canonical.clone().into_owned();
@@ -271,13 +281,51 @@ async fn route_and_forward(
             .redirect_https
             .map(|port| https_location(&host.canonical, port, req.uri()))
             .transpose()?;
-        (site.clone(), host.raw_value()?, redirect, exchange)
+        let cache_host = site.cache.as_ref().map(|_| Box::from(&*host.canonical));
+        (
+            site.clone(),
+            host.raw_value()?,
+            redirect,
+            exchange,
+            cache_host,
+        )
     };
     if let Some(location) = redirect {
         return Ok((redirect_response(location), None));
     }
     check_framing(&req, shared.limits.max_request_body)?;
     let upgrade = wants_upgrade(&req);
+    if let (Some(cache), Some(host), false) = (&shared.cache, &cache_host, upgrade) {
+        let recheck = |r: &Request<ClientBody>| {
+            let policy = shared.policy.as_ref()?;
+            let ask = Ask {
+                host,
+                country,
+                request_id,
+            };
+            match decide(policy, conn, r, ask) {
+                Decided::Allow(_) => None,
+                Decided::Blocked(resp) => Some(*resp),
+                Decided::Refused(e) => Some(e.to_response(request_id)),
+            }
+        };
+        let x = crate::cache::Exchange {
+            site: &site,
+            host,
+            fwd: crate::cache::Fwd {
+                client_ip: conn.peer.ip(),
+                host: raw_host.clone(),
+                request_id: request_id.clone(),
+                https: conn.tls.is_some(),
+                trusted_peer: shared.geo.is_trusted(conn.peer.ip()),
+                max_request_body: shared.limits.max_request_body,
+            },
+            recheck: &recheck,
+        };
+        let _awaiting = conn.state.awaiting_origin();
+        let (resp, upstream) = cache.handle(x, req).await?;
+        return Ok((register(shared, exchange, resp), upstream));
+    }
     let info = ForwardInfo {
         client_ip: conn.peer.ip(),
         host: &raw_host,
@@ -291,10 +339,18 @@ async fn route_and_forward(
     let limit = shared.limits.max_request_body;
     let req = req.map(|b| RequestBody::new(b, limit, counter));
     let _awaiting = conn.state.awaiting_origin();
-    let (mut resp, upstream) = forward(&site, req, upgrade).await?;
+    let (resp, upstream) = forward(&site, req, upgrade).await?;
+    Ok((register(shared, exchange, resp), Some(upstream)))
+}
+
+/// Registers a served exchange for as long as its body streams, so a change that blocks the
+/// host cuts it; decided again here if the table changed while the origin answered.
+fn register(
+    shared: &Shared,
+    exchange: Option<(u64, cut::Facts)>,
+    mut resp: Response<ResponseBody>,
+) -> Response<ResponseBody> {
     if let (Some(policy), Some((generation, facts))) = (&shared.policy, exchange) {
-        // Registered for as long as the body streams, so a change that blocks the host cuts
-        // it; decided again here if the table changed while the origin answered.
         let recheck = policy.recheck(&facts, generation, SystemTime::now());
         let guard = policy.cuts.register(facts);
         if recheck.is_some() {
@@ -302,7 +358,7 @@ async fn route_and_forward(
         }
         resp.body_mut().set_cut_guard(guard);
     }
-    Ok((resp, Some(upstream)))
+    resp
 }
 
 /// What the policy step decided.

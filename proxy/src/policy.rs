@@ -183,9 +183,23 @@ pub struct PolicyRuntime {
     checks: AtomicU64,
     /// The table a reload replaced, freed by the reload thread once requests let go of it.
     retired: Mutex<Option<Arc<Snapshot>>>,
+    /// Called with the table after every sweep (the cache purges globally suspended hosts).
+    on_sweep: std::sync::OnceLock<SweepHook>,
     /// The directory watch, started with the runtime so no change after start-up is missed,
     /// and handed to its task by [`PolicyRuntime::spawn_triggers`].
     watch: Mutex<Option<WatchEvents>>,
+}
+
+/// What runs after every sweep (see [`PolicyRuntime::on_sweep`]).
+pub struct SweepHook(pub Box<SweepFn>);
+
+/// The function a [`SweepHook`] holds.
+pub type SweepFn = dyn Fn(&CompiledPolicy, SystemTime) + Send + Sync;
+
+impl std::fmt::Debug for SweepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SweepHook")
+    }
 }
 
 /// The watcher and the channel its events arrive on.
@@ -370,6 +384,7 @@ impl PolicyRuntime {
                 source,
             }),
             generation: AtomicU64::new(0),
+            on_sweep: std::sync::OnceLock::new(),
             status: Mutex::new(Status {
                 last_error: file_error.clone(),
                 last_attempt: Some((
@@ -702,8 +717,16 @@ impl PolicyRuntime {
         }
     }
 
+    /// Sets what runs after every sweep (once; later calls are ignored).
+    pub fn on_sweep(&self, hook: SweepHook) {
+        let _ = self.on_sweep.set(hook);
+    }
+
     /// Cuts every registered exchange the table now blocks; counts and audits per order.
     fn sweep(&self, snapshot: &Snapshot, now: SystemTime) {
+        if let Some(hook) = self.on_sweep.get() {
+            (hook.0)(&snapshot.table, now);
+        }
         let cut = self.cuts.sweep(&snapshot.table, now);
         for (order, n) in cut {
             self.metrics.cut(&order, n);

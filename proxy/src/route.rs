@@ -32,6 +32,9 @@ pub struct Site {
     pub h2: bool,
     pub origin_down_for: Duration,
     pub metrics: Arc<SiteMetrics>,
+    /// `cache: true`: this site's `portcullis_cache_requests_total` series, by
+    /// [`crate::metrics::CacheResult`]; `None` when the site does not cache.
+    pub cache: Option<[prometheus::IntCounter; 5]>,
     next: AtomicUsize,
 }
 
@@ -64,6 +67,7 @@ impl Site {
             h2: cfg.h2,
             origin_down_for: cfg.origin_down_for,
             metrics: Arc::new(metrics.site(&cfg.name)),
+            cache: cfg.cache.then(|| metrics.cache.site(&cfg.name)),
             next: AtomicUsize::new(0),
         })
     }

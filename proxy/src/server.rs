@@ -128,6 +128,23 @@ impl Proxy {
             }
         });
         let sites = SiteTable::new(&config.sites, &metrics).map_err(ServeError::Site)?;
+        let clock = crate::cache::Clock::default();
+        let cache = config.sites.iter().any(|s| s.cache).then(|| {
+            Arc::new(crate::cache::Cache::new(
+                config.cache.clone(),
+                clock.clone(),
+                metrics.cache.clone(),
+            ))
+        });
+        if let (Some(cache), Some(policy)) = (&cache, &policy) {
+            // A global suspension purges the host's stored responses (POLICY-SPEC.md, Cache).
+            let cache = Arc::downgrade(cache);
+            policy.on_sweep(crate::policy::SweepHook(Box::new(move |table, now| {
+                if let Some(cache) = cache.upgrade() {
+                    cache.purge_blocked(table, now);
+                }
+            })));
+        }
         let shared = Arc::new(Shared::new(
             sites,
             metrics,
@@ -135,10 +152,12 @@ impl Proxy {
             config.logging.access_log,
             policy.clone(),
             geo,
+            cache.clone(),
         ));
         let admin_state = Arc::new(admin::AdminState {
             metrics: shared.metrics.clone(),
             policy,
+            cache,
             token: config.admin.as_ref().and_then(|a| a.token.clone()),
             draining: AtomicBool::new(false),
         });

@@ -236,6 +236,29 @@ async fn demo_starts_and_proxies_a_request() -> anyhow::Result<()> {
         "{body}"
     );
 
+    // The cache: the banner's /static/ URL is stored on the first request, a hit on the second.
+    let cache_status = |out: std::process::Output| -> anyhow::Result<String> {
+        let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        text.lines()
+            .find_map(|l| l.strip_prefix("cache-status:").map(|v| v.trim().to_owned()))
+            .ok_or_else(|| anyhow::anyhow!("no Cache-Status in {text}"))
+    };
+    let fetch = || {
+        Command::new("curl")
+            .args(["-sS", "-D", "-", "-o", "/dev/null", "--max-time", "20"])
+            .args(["-H", "Host: shop.example"])
+            .arg(format!("http://{proxy}/static/logo.txt"))
+            .output()
+            .map_err(|e| anyhow::anyhow!("cannot run curl (Debian package `curl`): {e}"))
+    };
+    let first = cache_status(fetch()?)?;
+    assert!(
+        first.contains("fwd=uri-miss") && first.contains("stored"),
+        "{first}"
+    );
+    let second = cache_status(fetch()?)?;
+    assert!(second.starts_with("portcullis; hit"), "{second}");
+
     // HTTPS with the demo's own CA, as the banner suggests (curl: Debian package `curl`).
     let out = Command::new("curl")
         .args([

@@ -102,6 +102,8 @@ pub enum ConfigErrorKind {
     /// The GeoIP database is missing or not a MaxMind DB; the source names the file.
     #[error("unusable GeoIP database")]
     Mmdb(#[source] crate::geo::GeoError),
+    #[error("{value} is not a fraction between 0 and 1")]
+    BadFraction { value: f64 },
     #[error("{value:?} is not a valid header name")]
     BadHeaderName { value: String },
     #[error("insecure_skip_verify accepts any certificate, so ca_file would be ignored; set one")]

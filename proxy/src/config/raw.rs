@@ -21,6 +21,8 @@ pub(crate) struct RawConfig {
     pub(crate) policy: Option<Spanned<RawPolicy>>,
     #[serde(default)]
     pub(crate) geoip: Option<Spanned<RawGeoip>>,
+    #[serde(default)]
+    pub(crate) cache: Option<Spanned<RawCache>>,
     pub(crate) sites: Spanned<Vec<Spanned<RawSite>>>,
 }
 
@@ -64,6 +66,17 @@ pub(crate) struct RawGeoip {
     pub(crate) trusted_proxies: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub(crate) country_header: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    #[serde(default)]
+    pub(crate) max_size: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub(crate) max_object_size: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub(crate) heuristic_fraction: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +138,8 @@ pub(crate) struct RawSite {
     pub(crate) origin_down_for: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) origin_tls: Option<Spanned<RawOriginTls>>,
+    #[serde(default)]
+    pub(crate) cache: Option<Spanned<bool>>,
 }
 
 /// A size may be written as a bare number of bytes or as a string with a unit.

@@ -303,3 +303,74 @@ fn yaml_bombs_and_duplicate_keys_are_refused() {
         "duplicate keys name a line"
     );
 }
+
+/// The cache contract from the cache issue, verbatim.
+#[test]
+fn cache_section_and_site_switch() {
+    let dir = dir_with_token();
+    let yaml = r#"
+listeners:
+  - address: "127.0.0.1:0"
+cache:
+  max_size: "512MiB"                 # memory, bounded by bytes (not entries)
+  max_object_size: "16MiB"           # larger responses stream through uncached
+  heuristic_fraction: 0.1            # RFC 9111 4.2.2 heuristic freshness, 10% of Last-Modified age
+sites:
+  - name: shop
+    hosts: ["shop.example"]
+    origins: ["http://127.0.0.1:9000"]
+    cache: true                      # per-site switch (default false)
+  - name: api
+    hosts: ["api.example"]
+    origins: ["http://127.0.0.1:9001"]
+"#;
+    let cfg = Config::from_yaml(yaml, dir.path()).expect("cache contract loads");
+    assert_eq!(
+        cfg.cache,
+        CacheConfig {
+            max_size: 512 << 20,
+            max_object_size: 16 << 20,
+            heuristic_fraction: 0.1,
+        }
+    );
+    assert!(cfg.sites[0].cache);
+    assert!(!cfg.sites[1].cache, "default false");
+    // Without the section the defaults apply.
+    let cfg = Config::from_yaml(&minimal("    cache: true\n", ""), dir.path()).expect("loads");
+    assert_eq!(cfg.cache, CacheConfig::default());
+    assert!(cfg.sites[0].cache);
+    let cfg = Config::from_yaml(&minimal("", "cache:\n  max_size: 1048576\n"), dir.path())
+        .expect("a bare byte count");
+    assert_eq!(cfg.cache.max_size, 1 << 20);
+}
+
+#[test]
+fn cache_errors_name_key_and_line() {
+    let errs = errors(&minimal(
+        "",
+        "cache:\n  max_size: \"lots\"\n  max_object_size: 0\n  heuristic_fraction: 1.5\n",
+    ));
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].contains("line 4")
+            && errs[0].contains("cache.max_size")
+            && errs[0].contains("\"lots\""),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].contains("line 5")
+            && errs[1].contains("cache.max_object_size")
+            && errs[1].contains("greater than zero"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].contains("line 6")
+            && errs[2].contains("cache.heuristic_fraction")
+            && errs[2].contains("between 0 and 1"),
+        "{errs:?}"
+    );
+    let errs = errors(&minimal("", "cache:\n  max_entries: 5\n"));
+    assert!(errs[0].contains("max_entries"), "{errs:?}");
+    let errs = errors(&minimal("    cache: \"yes please\"\n", ""));
+    assert!(errs[0].contains("cache"), "{errs:?}");
+}

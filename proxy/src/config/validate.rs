@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use super::origin::parse_origin;
-use super::raw::{RawAdmin, RawConfig, RawLimits, RawLogging, RawSite, Scalar};
+use super::raw::{RawAdmin, RawCache, RawConfig, RawLimits, RawLogging, RawSite, Scalar};
 use super::units;
 use super::{
-    AdminConfig, Config, ConfigError, ConfigErrorKind, Limits, Logging, MIN_HEADER_SIZE,
-    OriginConfig, SiteConfig,
+    AdminConfig, CacheConfig, Config, ConfigError, ConfigErrorKind, Limits, Logging,
+    MIN_HEADER_SIZE, OriginConfig, SiteConfig,
 };
 
 /// Upper bound of `limits.max_connections`: far above what one machine holds open, and within
@@ -53,6 +53,7 @@ impl Validator<'_> {
             tls,
             policy,
             geoip,
+            cache,
             sites,
         } = raw;
         let mut seen_addrs: HashMap<SocketAddr, String> = HashMap::new();
@@ -66,6 +67,7 @@ impl Validator<'_> {
         let admin = admin.and_then(|a| self.admin(a.value, &mut seen_addrs));
         let limits = limits.map_or_else(Limits::default, |l| self.limits(l.value));
         let logging = logging.map_or_else(Logging::default, |l| self.logging(l.value));
+        let cache = cache.map_or_else(CacheConfig::default, |c| self.cache(c.value));
         if sites.value.is_empty() {
             self.err(&sites, "sites", ConfigErrorKind::Empty);
         }
@@ -86,6 +88,7 @@ impl Validator<'_> {
             tls,
             policy,
             geoip,
+            cache,
             sites: out_sites,
         }
     }
@@ -182,6 +185,47 @@ impl Validator<'_> {
                 }
                 parsed
             }
+        }
+    }
+
+    fn cache(&mut self, raw: RawCache) -> CacheConfig {
+        let RawCache {
+            max_size,
+            max_object_size,
+            heuristic_fraction,
+        } = raw;
+        let d = CacheConfig::default();
+        let size = |v: &mut Self, raw: Option<Spanned<Scalar>>, key: &str, default: u64| {
+            let Some(raw) = raw else { return default };
+            match v.size(&raw, key) {
+                Some(0) => {
+                    v.err(&raw, key, ConfigErrorKind::Zero);
+                    default
+                }
+                Some(n) => n,
+                None => default,
+            }
+        };
+        let max_size = size(self, max_size, "cache.max_size", d.max_size);
+        let max_object_size = size(
+            self,
+            max_object_size,
+            "cache.max_object_size",
+            d.max_object_size,
+        );
+        let heuristic_fraction = match heuristic_fraction {
+            None => d.heuristic_fraction,
+            Some(f) if (0.0..=1.0).contains(&f.value) => f.value,
+            Some(f) => {
+                let kind = ConfigErrorKind::BadFraction { value: f.value };
+                self.err(&f, "cache.heuristic_fraction", kind);
+                d.heuristic_fraction
+            }
+        };
+        CacheConfig {
+            max_size,
+            max_object_size,
+            heuristic_fraction,
         }
     }
 
@@ -284,6 +328,7 @@ impl Validator<'_> {
             h2,
             origin_down_for,
             origin_tls,
+            cache,
         } = raw;
         let before = self.errors.len();
         let valid_name = !name.value.is_empty()
@@ -362,6 +407,7 @@ impl Validator<'_> {
             h2: h2.is_some_and(|h| h.value),
             origin_down_for,
             origin_tls,
+            cache: cache.is_some_and(|c| c.value),
         })
     }
 
