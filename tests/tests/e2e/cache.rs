@@ -6,10 +6,17 @@
 //! expected `ttl` may read up to [`SLACK`] lower and an `Age` up to [`SLACK`] higher (rounding,
 //! not timing: the clock moves only when a test moves it). Everything else is exact.
 
+mod coalescing;
 mod freshness;
+mod invalidation;
+mod metrics;
+mod policy;
+mod purge;
 mod requests;
 mod revalidation;
+mod stale;
 mod storage;
+mod streaming;
 mod vary;
 
 use std::time::{Duration, SystemTime};
