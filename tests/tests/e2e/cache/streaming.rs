@@ -103,14 +103,9 @@ async fn a_chunked_response_over_max_object_size_streams_and_is_not_stored() -> 
     streams_through(&c, false).await?;
     let again = c.get("/big").await?;
     assert_eq!(again.body.len() as u64, FIRST.len() as u64 + REST);
-    assert_eq!(
-        c.origin.requests("/big"),
-        2,
-        "too large once counted: not stored"
-    );
-    // Assumption: once the teed copy passed the limit, the reason given is `too-large` (the
-    // head had no length to judge by, so the first reply may say anything).
-    assert_not_stored(&again, "too-large");
+    // Not stored. (No Cache-Status check: without a length, the head leaves before the size
+    // is known.)
+    assert_eq!(c.origin.requests("/big"), 2);
     Ok(())
 }
 
@@ -124,9 +119,10 @@ async fn a_chunked_response_under_max_object_size_is_stored() -> anyhow::Result<
             .cache_control("max-age=600")
             .chunked(),
     );
+    // The first reply's head leaves before the end (and so the size) is known: only the next
+    // request tells whether it was stored.
     let first = c.get("/chunked").await?;
     assert_eq!(first.body, content);
-    assert_stored(&first, "uri-miss");
     let second = c.get("/chunked").await?;
     assert_eq!(second.body, content);
     assert_hit(&second);
