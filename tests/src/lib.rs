@@ -21,12 +21,16 @@
 //!   policy endpoints.
 //! - [`body`]: bodies generated on the fly (never held in memory) and a byte counter.
 //! - [`mmdb`]: a writer of MaxMind DB (`.mmdb`) files, for GeoIP tests and fixtures.
+//! - [`cache`]: a [`ScriptedOrigin`] answering what the test scripts per path (and recording
+//!   what it was asked), `Cache-Status` and `Age` readers, HTTP dates on the proxy's cache
+//!   clock, and the admin purge endpoint.
 //! - [`eventually`]: bounded retries for conditions that become true asynchronously.
 //!
 //! What it does not: assert timing (that is the benchmark's job), or use fixed ports or any
 //! host beyond loopback.
 
 pub mod body;
+pub mod cache;
 pub mod canned;
 pub mod client;
 pub mod metrics;
@@ -42,6 +46,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use body::{RepeatBody, TestBody};
+pub use cache::{Answer, CacheStatus, ScriptedOrigin};
 pub use client::{H1, H2, Reply};
 pub use metrics::{Scrape, promtool_check};
 pub use origin::{Origin, OriginHandle};

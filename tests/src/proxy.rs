@@ -89,6 +89,8 @@ pub struct TestProxy {
     policy: Option<PolicySetup>,
     /// `geoip:` keys, values written verbatim (`mmdb` as an absolute path).
     geoip: Vec<(String, String)>,
+    /// `cache:` keys, values written verbatim; no section when empty.
+    cache: Vec<(String, String)>,
 }
 
 impl Default for TestProxy {
@@ -111,12 +113,21 @@ impl TestProxy {
             redirect_https: false,
             policy: None,
             geoip: Vec::new(),
+            cache: Vec::new(),
         }
     }
 
     /// A `geoip:` key, value written verbatim: `.geoip("trusted_proxies", "[\"127.0.0.0/8\"]")`.
     pub fn geoip(mut self, key: &str, value: &str) -> TestProxy {
         self.geoip.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A key of the top-level `cache:` section, value written verbatim:
+    /// `.cache("max_object_size", "\"64KiB\"")`. A site caches only with `cache: true`
+    /// (`Site::set("cache", "true")`).
+    pub fn cache(mut self, key: &str, value: &str) -> TestProxy {
+        self.cache.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -254,6 +265,12 @@ impl TestProxy {
                 let _ = writeln!(y, "  {k}: {v}");
             }
         }
+        if !self.cache.is_empty() {
+            y.push_str("cache:\n");
+            for (k, v) in &self.cache {
+                let _ = writeln!(y, "  {k}: {v}");
+            }
+        }
         y.push_str("sites:\n");
         for s in &self.sites {
             let quoted = |v: &[String]| {
@@ -299,6 +316,8 @@ impl TestProxy {
             .context("the proxy bound no listener")?;
         let tls_addr = proxy.tls_addrs().first().copied();
         let admin = proxy.admin_addr().context("the proxy bound no admin")?;
+        // Taken before `run` consumes the proxy: every copy moves together.
+        let clock = proxy.cache_clock();
         let (tx, rx) = oneshot::channel::<()>();
         let shutdown = async move {
             // A dropped sender means the test is over: stop as well.
@@ -312,6 +331,7 @@ impl TestProxy {
             shutdown: Some(tx),
             task: Some(task),
             dir,
+            clock,
         })
     }
 }
@@ -325,6 +345,7 @@ pub struct RunningProxy {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     dir: tempfile::TempDir,
+    clock: portcullis::cache::Clock,
 }
 
 impl RunningProxy {
@@ -342,6 +363,13 @@ impl RunningProxy {
     /// The admin listener.
     pub fn admin(&self) -> SocketAddr {
         self.admin
+    }
+
+    /// The clock the proxy's cache reads: `clock().advance(..)` ages every stored response
+    /// without sleeping. Give it to a [`crate::cache::ScriptedOrigin`] too, so origin `Date`s
+    /// agree with it.
+    pub fn clock(&self) -> portcullis::cache::Clock {
+        self.clock.clone()
     }
 
     /// The policy file and state directory (see [`TestProxy::policy`]).

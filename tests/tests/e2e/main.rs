@@ -9,6 +9,7 @@
 
 mod admin;
 mod bad_requests;
+mod cache;
 mod connections;
 mod drain;
 mod faults;

@@ -1,0 +1,246 @@
+//! What is stored and what is not (RFC 9111 §3): each rule once, told apart by the origin's
+//! request count and by the `Cache-Status` reason. Also: an HTTP/2 client hits like an HTTP/1.1
+//! one.
+
+use http::StatusCode;
+use portcullis_tests::body;
+use portcullis_tests::cache::{Answer, age};
+use portcullis_tests::client::{H2, get, request};
+
+use super::{Cached, ago, assert_hit, assert_not_stored, assert_stored, assert_ttl, cache_status};
+use crate::SHOP;
+
+#[tokio::test]
+async fn a_fresh_response_is_stored_and_the_next_request_hits() -> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    c.origin
+        .on("/a", Answer::ok("first body").cache_control("max-age=60"));
+    let first = c.get("/a").await?;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.text(), "first body");
+    assert_eq!(
+        cache_status(&first).raw,
+        "portcullis; fwd=uri-miss; stored; ttl=60",
+        "the contract's exact form of a stored miss"
+    );
+    let second = c.get("/a").await?;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.text(), "first body");
+    assert_eq!(second.header("cache-control"), Some("max-age=60"));
+    assert_ttl(&assert_hit(&second), 60);
+    assert_eq!(
+        c.origin.requests("/a"),
+        1,
+        "the hit never reached the origin"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_store_in_the_response_is_not_stored() -> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    c.origin
+        .on("/a", Answer::ok("secret").cache_control("no-store"));
+    assert_not_stored(&c.get("/a").await?, "no-store");
+    assert_not_stored(&c.get("/a").await?, "no-store");
+    assert_eq!(c.origin.requests("/a"), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_store_in_the_request_is_not_stored() -> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    c.origin
+        .on("/a", Answer::ok("body").cache_control("max-age=60"));
+    let first = c.get_with("/a", &[("cache-control", "no-store")]).await?;
+    assert_eq!(first.text(), "body");
+    assert_not_stored(&first, "no-store");
+    // Nothing was kept: the next ordinary request is a miss (and is stored).
+    assert_stored(&c.get("/a").await?, "uri-miss");
+    assert_eq!(c.origin.requests("/a"), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn private_is_not_stored() -> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    c.origin.on(
+        "/me",
+        Answer::ok("mine").cache_control("private, max-age=60"),
+    );
+    assert_not_stored(&c.get("/me").await?, "private");
+    assert_not_stored(&c.get("/me").await?, "private");
+    assert_eq!(c.origin.requests("/me"), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_response_to_an_authorized_request_is_not_stored() -> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    c.origin.on(
+        "/account",
+        Answer::ok("account").cache_control("max-age=60"),
+    );
+    let auth = [("authorization", "Bearer alice")];
+    assert_not_stored(&c.get_with("/account", &auth).await?, "authorization");
+    assert_not_stored(&c.get_with("/account", &auth).await?, "authorization");
+    assert_eq!(c.origin.requests("/account"), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn public_s_maxage_or_must_revalidate_allow_storing_an_authorized_response()
+-> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    let auth = [("authorization", "Bearer alice")];
+    for (i, cc) in [
+        "public, max-age=60",
+        "s-maxage=60",
+        "max-age=60, must-revalidate",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = format!("/shared-{i}");
+        c.origin.on(&path, Answer::ok(cc).cache_control(cc));
+        assert_stored(&c.get_with(&path, &auth).await?, "uri-miss");
+        let hit = c.get_with(&path, &auth).await?;
+        assert_hit(&hit);
+        assert_eq!(hit.text(), cc);
+        assert_eq!(c.origin.requests(&path), 1, "{cc}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_404_is_stored_by_heuristic_but_a_302_without_freshness_is_not() -> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    let now = c.now();
+    // Neither has explicit freshness; both have a Last-Modified to base a heuristic on. 404 is
+    // heuristically cacheable (RFC 9110 §15.1), 302 is not.
+    c.origin.on(
+        "/gone",
+        Answer::status(404, "not here")
+            .date(now)
+            .last_modified(ago(now, 1000)),
+    );
+    c.origin.on(
+        "/moved",
+        Answer::status(302, "")
+            .header("location", "/elsewhere")
+            .date(now)
+            .last_modified(ago(now, 1000)),
+    );
+    let first = c.get("/gone").await?;
+    assert_eq!(first.status, StatusCode::NOT_FOUND);
+    assert_stored(&first, "uri-miss");
+    let second = c.get("/gone").await?;
+    assert_eq!(second.status, StatusCode::NOT_FOUND);
+    assert_eq!(second.text(), "not here");
+    assert_hit(&second);
+    assert_eq!(c.origin.requests("/gone"), 1);
+
+    for _ in 0..2 {
+        let r = c.get("/moved").await?;
+        assert_eq!(r.status, StatusCode::FOUND);
+        assert_eq!(r.header("location"), Some("/elsewhere"));
+        let s = cache_status(&r);
+        // Assumption: the contract lists both `status` and `no-freshness`; either names this.
+        assert!(
+            !s.hit
+                && s.fwd_is("uri-miss")
+                && !s.stored
+                && (s.detail_is("status") || s.detail_is("no-freshness")),
+            "a 302 without freshness is not stored: `{}`",
+            s.raw
+        );
+    }
+    assert_eq!(c.origin.requests("/moved"), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_response_with_set_cookie_is_not_stored() -> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    c.origin.on(
+        "/login",
+        Answer::ok("welcome")
+            .cache_control("max-age=60")
+            .header("set-cookie", "session=abc; HttpOnly"),
+    );
+    for _ in 0..2 {
+        let r = c.get("/login").await?;
+        assert_not_stored(&r, "set-cookie");
+        assert_eq!(r.header("set-cookie"), Some("session=abc; HttpOnly"));
+    }
+    assert_eq!(
+        c.origin.requests("/login"),
+        2,
+        "every cookie comes from the origin"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unsafe_methods_and_range_requests_bypass_the_cache() -> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    c.origin.on_method(
+        "POST",
+        "/form",
+        Answer::ok("posted").cache_control("max-age=60"),
+    );
+    c.origin.on(
+        "/file",
+        Answer::ok("0123456789").cache_control("max-age=60"),
+    );
+    for _ in 0..2 {
+        let r = c
+            .send(request("POST", SHOP, "/form").body(body::full("x=1"))?)
+            .await?;
+        assert_eq!(r.text(), "posted");
+        assert_eq!(cache_status(&r).raw, "portcullis; fwd=bypass");
+    }
+    assert_eq!(c.origin.requests_with("POST", "/form"), 2);
+
+    assert_stored(&c.get("/file").await?, "uri-miss");
+    let ranged = c.get_with("/file", &[("range", "bytes=0-3")]).await?;
+    assert_eq!(cache_status(&ranged).raw, "portcullis; fwd=bypass");
+    assert_eq!(
+        c.origin.requests("/file"),
+        2,
+        "the Range request went to the origin though the URL is stored"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_http2_client_hits_like_an_http1_client() -> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    c.origin.on(
+        "/h1",
+        Answer::ok("stored over h1").cache_control("max-age=60"),
+    );
+    c.origin.on(
+        "/h2",
+        Answer::ok("stored over h2").cache_control("max-age=60"),
+    );
+    let h2 = H2::connect(c.proxy.addr()).await?;
+
+    assert_stored(&c.get("/h1").await?, "uri-miss");
+    let hit = h2.request(get(SHOP, "/h1")).await?;
+    assert_eq!(hit.version, http::Version::HTTP_2);
+    assert_eq!(hit.text(), "stored over h1");
+    assert_hit(&hit);
+
+    let first = h2.request(get(SHOP, "/h2")).await?;
+    assert_eq!(first.version, http::Version::HTTP_2);
+    assert_stored(&first, "uri-miss");
+    let again = h2.request(get(SHOP, "/h2")).await?;
+    assert_hit(&again);
+    assert!(age(&again).is_some());
+    assert_hit(&c.get("/h2").await?);
+
+    assert_eq!(c.origin.requests("/h1"), 1);
+    assert_eq!(c.origin.requests("/h2"), 1);
+    Ok(())
+}
