@@ -3,27 +3,64 @@
 //! maps and times, no I/O, no clock of their own. The store and the request path (`cache.rs`)
 //! decide *when* to ask; this module decides *what the RFCs say*.
 //!
-//! SKELETON: the signatures below are the contract between the store/pipeline and this module.
-//! Bodies are filled in by the semantics work.
+//! Layout: this file holds the contract (types, and the doc of every decision the RFCs leave
+//! open); the functions live in submodules and are re-exported here:
+//! `directives` (Cache-Control parsing, and `sf`, the Structured Field parser `CDN-Cache-Control`
+//! needs), `dates` (HTTP-date), `storage` (what may be stored, what is stripped), `freshness`
+//! (age, lifetime, reuse, stale), `vary`, `validation` (conditional requests both ways, 304
+//! updates) and `invalidation`.
+//!
+//! Decisions where the RFCs leave a choice (each cites its section where it is made):
+//! - a directive given twice in `Cache-Control`: the first occurrence wins (§4.2.1); in
+//!   `CDN-Cache-Control` the last (a Structured Field dictionary, RFC 8941 §4.2.2);
+//! - heuristic freshness is capped at [`HEURISTIC_MAX`] (one day) whatever the fraction;
+//! - a response carrying `Set-Cookie` is stored only when a qualified `no-cache`/`private` names
+//!   the field (it is then stripped): a shared cache must never replay one user's cookie;
+//! - `must-revalidate`, `proxy-revalidate` and `s-maxage` forbid every stale use.
 
-#![allow(dead_code, unused_variables)]
+mod dates;
+mod directives;
+mod freshness;
+mod invalidation;
+mod sf;
+mod storage;
+mod validation;
+mod vary;
+
+#[cfg(test)]
+mod tests;
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderName, Method};
+
+pub use dates::http_date;
+pub use directives::{CDN_CACHE_CONTROL, request_directives, response_directives};
+pub use freshness::{
+    HEURISTIC_MAX, freshness_lifetime, heuristically_cacheable, reuse, stale_if_error,
+};
+pub use invalidation::invalidations;
+pub use storage::{storable, strip_for_storage, understood_status};
+pub use validation::{add_validators, freshen, not_modified, not_modified_headers, validates};
+pub use vary::{secondary_key, vary};
 
 /// One parsed `Cache-Control` (or `CDN-Cache-Control`) field, RFC 9111 §5.2. Directive names are
 /// case-insensitive; unknown directives are ignored; a directive whose argument is invalid is
 /// handled as the RFC says for that directive (e.g. an invalid `max-age` makes a response stale).
+/// A directive given twice keeps its first value (§4.2.1 allows "first occurrence" or "stale").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directives {
     pub max_age: Option<Delta>,
     pub s_maxage: Option<Delta>,
     pub no_store: bool,
-    /// Unqualified `no-cache`, or the qualified form (see `no_cache_fields`).
+    /// Unqualified `no-cache` (the whole response must be validated before each use). The
+    /// qualified form `no-cache="a, b"` only fills `no_cache_fields` (§5.2.2.4: the rest of the
+    /// response may be reused); a qualified form naming no valid field counts as unqualified.
     pub no_cache: bool,
     /// Field names of a qualified `no-cache="a, b"` (empty when unqualified or absent).
     pub no_cache_fields: Vec<HeaderName>,
+    /// Unqualified `private` (a shared cache must not store). As for `no_cache`, the qualified
+    /// form only fills `private_fields`, and one naming no valid field counts as unqualified.
     pub private: bool,
     /// Field names of a qualified `private="a, b"`.
     pub private_fields: Vec<HeaderName>,
@@ -53,10 +90,31 @@ pub enum Delta {
     Invalid,
 }
 
-impl Directives {
-    /// Parses every line of one field (`get_all`), in order.
-    pub fn parse<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Directives {
-        unimplemented!()
+impl Delta {
+    /// The largest value a delta-seconds takes here (§1.2.2: 2^31, "the greatest integer").
+    pub const MAX: u64 = 1 << 31;
+
+    /// Parses `1*DIGIT` (leading zeros allowed), saturating at [`Delta::MAX`].
+    pub fn parse(digits: &[u8]) -> Delta {
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Delta::Invalid;
+        }
+        let mut n: u64 = 0;
+        for &d in digits {
+            n = n * 10 + u64::from(d - b'0');
+            if n >= Delta::MAX {
+                return Delta::Seconds(Delta::MAX);
+            }
+        }
+        Delta::Seconds(n)
+    }
+
+    /// The duration, zero for `Invalid` (an invalid lifetime means stale, RFC 9111 §4.2.1).
+    pub fn duration(self) -> Duration {
+        match self {
+            Delta::Seconds(s) => Duration::from_secs(s),
+            Delta::Invalid => Duration::ZERO,
+        }
     }
 }
 
@@ -67,11 +125,6 @@ pub struct ResponseDirectives {
     /// `CDN-Cache-Control` was present and used instead of `Cache-Control` (RFC 9213); then
     /// `Expires` and `Cache-Control` are ignored for freshness.
     pub targeted: bool,
-}
-
-/// `CDN-Cache-Control` when present (RFC 9213 §2.1), else `Cache-Control`.
-pub fn response_directives(headers: &HeaderMap) -> ResponseDirectives {
-    unimplemented!()
 }
 
 /// The directives of a request.
@@ -90,14 +143,11 @@ impl RequestDirectives {
     }
 }
 
-pub fn request_directives(headers: &HeaderMap) -> RequestDirectives {
-    unimplemented!()
-}
-
 /// Why a response may not be stored (RFC 9111 §3), for `Cache-Status` `detail=` and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotStorable {
-    /// Only GET (and HEAD, which updates a stored GET) responses are stored.
+    /// Only GET responses are stored (a HEAD response may freshen a stored GET through
+    /// [`freshen`], §4.3.5, but is never stored itself).
     Method,
     /// A status this cache does not understand or store (e.g. 206, 1xx, 304 without a stored
     /// entry).
@@ -136,26 +186,6 @@ impl NotStorable {
     }
 }
 
-/// Whether a shared cache may store this response to this request (RFC 9111 §3, §3.5, §4.2.2),
-/// given the cache's `heuristic_fraction` (0 disables heuristic freshness).
-pub fn storable(
-    method: &Method,
-    req: &HeaderMap,
-    req_dirs: &RequestDirectives,
-    status: StatusCode,
-    resp: &HeaderMap,
-    resp_dirs: &ResponseDirectives,
-    heuristic_fraction: f64,
-) -> Result<(), NotStorable> {
-    unimplemented!()
-}
-
-/// The headers removed from a response before it is stored (hop-by-hop, and the fields named by
-/// qualified `no-cache`/`private`, and `Set-Cookie` when [`storable`] accepted it only without).
-pub fn strip_for_storage(resp: &mut HeaderMap, resp_dirs: &ResponseDirectives) {
-    unimplemented!()
-}
-
 /// The timing facts of a stored response (RFC 9111 §4.2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -164,32 +194,6 @@ pub struct Timing {
     /// The cache's clock when the response arrived.
     pub response_time: SystemTime,
     pub corrected_initial_age: Duration,
-}
-
-impl Timing {
-    /// From the response's `Date` and `Age` (§4.2.3: apparent age, corrected age value).
-    pub fn new(request_time: SystemTime, response_time: SystemTime, resp: &HeaderMap) -> Timing {
-        unimplemented!()
-    }
-
-    /// `current_age` at `now` (§4.2.3).
-    pub fn current_age(&self, now: SystemTime) -> Duration {
-        unimplemented!()
-    }
-}
-
-/// The freshness lifetime (RFC 9111 §4.2.1): `s-maxage` > `max-age` > `Expires` − `Date` >
-/// heuristic (§4.2.2: `heuristic_fraction` of `Date` − `Last-Modified`, only for statuses
-/// heuristically cacheable or with `public`). Zero when nothing gives one; an invalid
-/// `max-age`/`Expires` gives zero (stale).
-pub fn freshness_lifetime(
-    status: StatusCode,
-    resp: &HeaderMap,
-    resp_dirs: &ResponseDirectives,
-    response_time: SystemTime,
-    heuristic_fraction: f64,
-) -> Duration {
-    unimplemented!()
 }
 
 /// What a request may do with a stored response of `age` whose lifetime is `lifetime`
@@ -206,26 +210,6 @@ pub enum Reuse {
     Validate,
 }
 
-pub fn reuse(
-    req: &RequestDirectives,
-    resp: &ResponseDirectives,
-    age: Duration,
-    lifetime: Duration,
-) -> Reuse {
-    unimplemented!()
-}
-
-/// Whether a stale stored response may be served after the origin failed (5xx or no answer)
-/// under `stale-if-error` of the response or the request, `staleness` being age − lifetime.
-/// Never when `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache` forbid it.
-pub fn stale_if_error(
-    req: &RequestDirectives,
-    resp: &ResponseDirectives,
-    staleness: Duration,
-) -> bool {
-    unimplemented!()
-}
-
 /// The `Vary` of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Vary {
@@ -235,67 +219,6 @@ pub enum Vary {
     Star,
     /// The named request headers, lowercase, deduplicated, in order.
     Names(Vec<HeaderName>),
-}
-
-pub fn vary(resp: &HeaderMap) -> Vary {
-    unimplemented!()
-}
-
-/// The request's values of the headers `names` nominates (RFC 9111 §4.1), normalised so that
-/// semantically equal values compare equal: the lines of a field combined with ", ", whitespace
-/// around list separators removed, case folded where the field is case-insensitive. `None` for
-/// a header the request lacks (which matches only a request that lacks it too).
-pub fn secondary_key(names: &[HeaderName], req: &HeaderMap) -> Vec<Option<Box<[u8]>>> {
-    unimplemented!()
-}
-
-/// The conditional headers for validating a stored response with the origin (RFC 9111 §4.3.1):
-/// `If-None-Match` from its `ETag`, `If-Modified-Since` from its `Last-Modified`. Inserted into
-/// `out`, replacing any the client sent. Returns false when the stored response has no validator.
-pub fn add_validators(stored: &HeaderMap, out: &mut HeaderMap) -> bool {
-    unimplemented!()
-}
-
-/// Whether a 304 from the origin refers to the stored response (RFC 9111 §4.3.4: strong ETag
-/// match; else Last-Modified match; else the stored response has no validator at all).
-pub fn validates(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
-    unimplemented!()
-}
-
-/// Freshens stored headers from a 304 or a HEAD response (RFC 9111 §3.2, §4.3.4, §4.3.5):
-/// every field of `update` replaces the stored one, except `Content-Length` and the fields
-/// §3.2 excepts.
-pub fn freshen(stored: &mut HeaderMap, update: &HeaderMap) {
-    unimplemented!()
-}
-
-/// Whether a client's conditional GET/HEAD is answered with 304 from this stored response
-/// (RFC 9110 §13.1.2 `If-None-Match` with weak comparison; else §13.1.3 `If-Modified-Since`
-/// against `Last-Modified`, ignored when invalid). `If-Match`/`If-Unmodified-Since`/`If-Range`
-/// requests are not answered from cache: false.
-pub fn not_modified(method: &Method, req: &HeaderMap, stored: &HeaderMap) -> bool {
-    unimplemented!()
-}
-
-/// The headers of a 304 made from a stored response (RFC 9110 §15.4.5): those the 200 would
-/// have had among `Cache-Control`, `Content-Location`, `Date`, `ETag`, `Expires`, `Vary`, and
-/// `Last-Modified`.
-pub fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
-    unimplemented!()
-}
-
-/// What an unsafe request invalidates besides its own target (RFC 9111 §4.4): the targets of
-/// `Location` and `Content-Location` when they have the same origin (`authority`, the canonical
-/// host), as origin-form paths (`/p?q`), for a non-error response (2xx or 3xx). Relative
-/// references resolve against `target`.
-pub fn invalidations(
-    method: &Method,
-    status: StatusCode,
-    authority: &str,
-    target: &str,
-    resp: &HeaderMap,
-) -> Vec<String> {
-    unimplemented!()
 }
 
 /// Whether `method` is unsafe (RFC 9110 §9.2.1), i.e. invalidates on a non-error response.
