@@ -14,8 +14,10 @@
 //! - a directive given twice in `Cache-Control`: the first occurrence wins (§4.2.1); in
 //!   `CDN-Cache-Control` the last (a Structured Field dictionary, RFC 8941 §4.2.2);
 //! - heuristic freshness is capped at [`HEURISTIC_MAX`] (one day) whatever the fraction;
-//! - a response carrying `Set-Cookie` is stored only when a qualified `no-cache`/`private` names
-//!   the field (it is then stripped): a shared cache must never replay one user's cookie;
+//! - `Set-Cookie` does not inhibit storage (RFC 9111 §7.3: the origin controls it with
+//!   `Cache-Control`), but a response carrying it is stored only with explicit freshness
+//!   (`max-age`, `s-maxage`, `Expires`) or `public`, never on heuristic freshness alone; a
+//!   qualified `no-cache`/`private` naming it strips it before storage;
 //! - `must-revalidate`, `proxy-revalidate` and `s-maxage` forbid every stale use.
 
 mod dates;
@@ -163,7 +165,7 @@ pub enum NotStorable {
     VaryStar,
     /// No explicit freshness, no heuristic allowed, and no validator worth keeping.
     NoFreshness,
-    /// `Set-Cookie` on a response not explicitly shareable (see [`storable`]).
+    /// `Set-Cookie` on a response without explicit freshness or `public` (see [`storable`]).
     SetCookie,
     /// `must-understand` with a status code this cache does not understand.
     MustUnderstand,

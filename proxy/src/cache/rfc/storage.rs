@@ -44,7 +44,8 @@ pub fn understood_status(status: StatusCode) -> bool {
 /// than 206 and 304; `no-store` in the request, or in the response unless `must-understand`
 /// is present with a status this cache understands (§5.2.2.3, which otherwise refuses it);
 /// unqualified `private`; `Authorization` (§3.5); `Vary: *` (never matches, §4.1); `Set-Cookie`
-/// unless a qualified `no-cache`/`private` names it (our shared-cache rule, see the module doc);
+/// without explicit freshness or `public`, unless a qualified `no-cache`/`private` names it (our
+/// shared-cache rule, see the module doc);
 /// and freshness: the response must carry `public`, `max-age`, `s-maxage`, `Expires` (ignored
 /// under `CDN-Cache-Control`) or a heuristically cacheable status (§3), and must be of some use
 /// (a lifetime that may be positive, a validator, or `stale-while-revalidate`/`stale-if-error`),
@@ -85,11 +86,11 @@ pub fn storable(
     if vary(resp) == Vary::Star {
         return Err(NotStorable::VaryStar);
     }
-    if resp.contains_key(SET_COOKIE) && !strips(d, &SET_COOKIE) {
-        return Err(NotStorable::SetCookie);
-    }
     let expires = !resp_dirs.targeted && resp.contains_key(EXPIRES);
     let explicit = d.max_age.is_some() || d.s_maxage.is_some() || expires;
+    if resp.contains_key(SET_COOKIE) && !strips(d, &SET_COOKIE) && !(explicit || d.public) {
+        return Err(NotStorable::SetCookie);
+    }
     let heuristic_allowed = heuristically_cacheable(status) || d.public;
     if !explicit && !heuristic_allowed {
         return Err(NotStorable::NoFreshness);
@@ -139,12 +140,11 @@ fn heuristic_may_be_fresh(resp: &HeaderMap) -> bool {
 }
 
 /// The headers removed from a response before it is stored (hop-by-hop, and the fields named by
-/// qualified `no-cache`/`private`, and `Set-Cookie` when [`storable`] accepted it only without).
+/// qualified `no-cache`/`private`).
 ///
 /// Precisely (§3.1): `Connection` and every field it names, the other connection-specific
-/// fields, `Proxy-Authenticate`, `Proxy-Authentication-Info`, `Proxy-Authorization`, the fields
-/// named by a qualified `no-cache` or `private`, and `Set-Cookie` always (`storable` accepts a
-/// response carrying it only when one of those directives names it).
+/// fields, `Proxy-Authenticate`, `Proxy-Authentication-Info`, `Proxy-Authorization`, and the
+/// fields named by a qualified `no-cache` or `private` (`Set-Cookie` among them when named).
 pub fn strip_for_storage(resp: &mut HeaderMap, resp_dirs: &ResponseDirectives) {
     let named = connection_named(resp);
     for name in named
@@ -152,7 +152,6 @@ pub fn strip_for_storage(resp: &mut HeaderMap, resp_dirs: &ResponseDirectives) {
         .chain(NEVER_STORED.iter())
         .chain(resp_dirs.dirs.no_cache_fields.iter())
         .chain(resp_dirs.dirs.private_fields.iter())
-        .chain(std::iter::once(&SET_COOKIE))
     {
         resp.remove(name);
     }
@@ -170,5 +169,5 @@ pub(super) fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Fields that are never stored, for [`super::freshen`].
 pub(super) fn never_stored(name: &HeaderName) -> bool {
-    NEVER_STORED.contains(name) || *name == SET_COOKIE
+    NEVER_STORED.contains(name)
 }

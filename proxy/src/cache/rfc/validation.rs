@@ -162,7 +162,7 @@ pub fn validates(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
 ///
 /// Not taken from `update`: `Content-Length`, `Content-Range` and `Content-Encoding` (they
 /// describe the stored body, which does not change), the fields never stored (§3.1: hop-by-hop,
-/// those `Connection` names, proxy authentication) and `Set-Cookie` (never stored here). Fields
+/// those `Connection` names, proxy authentication). Fields
 /// the stored response has and `update` lacks are kept. Afterwards the fields named by a
 /// qualified `no-cache`/`private` of the freshened response are removed, as on storage. The
 /// caller recomputes [`super::Timing`] from `update` (its `Date`, `Age`) and the freshness from the

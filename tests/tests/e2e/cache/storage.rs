@@ -159,13 +159,17 @@ async fn a_404_is_stored_by_heuristic_but_a_302_without_freshness_is_not() -> an
     Ok(())
 }
 
+/// RFC 9111 §7.3: `Set-Cookie` does not inhibit caching when the origin says the response is
+/// fresh; our rule stores it only with explicit freshness (or `public`), never on heuristic
+/// freshness alone, and strips it when a qualified `no-cache` names it.
 #[tokio::test]
-async fn a_response_with_set_cookie_is_not_stored() -> anyhow::Result<()> {
+async fn set_cookie_is_stored_only_with_explicit_freshness() -> anyhow::Result<()> {
     let c = Cached::start().await?;
+    let last_modified = ago(c.origin.now(), 3600 * 24 * 30);
     c.origin.on(
         "/login",
         Answer::ok("welcome")
-            .cache_control("max-age=60")
+            .last_modified(last_modified)
             .header("set-cookie", "session=abc; HttpOnly"),
     );
     for _ in 0..2 {
@@ -176,8 +180,34 @@ async fn a_response_with_set_cookie_is_not_stored() -> anyhow::Result<()> {
     assert_eq!(
         c.origin.requests("/login"),
         2,
-        "every cookie comes from the origin"
+        "heuristic freshness is not enough: every cookie comes from the origin"
     );
+    c.origin.on(
+        "/banner",
+        Answer::ok("banner")
+            .cache_control("max-age=60")
+            .header("set-cookie", "seen=1"),
+    );
+    assert_stored(&c.get("/banner").await?, "uri-miss");
+    let r = c.get("/banner").await?;
+    assert_hit(&r);
+    assert_eq!(r.header("set-cookie"), Some("seen=1"), "stored as sent");
+    c.origin.on(
+        "/stripped",
+        Answer::ok("stripped")
+            .cache_control("max-age=60, no-cache=\"set-cookie\"")
+            .header("set-cookie", "session=xyz"),
+    );
+    let r = c.get("/stripped").await?;
+    assert_eq!(
+        r.header("set-cookie"),
+        Some("session=xyz"),
+        "the first client gets it"
+    );
+    let r = c.get("/stripped").await?;
+    assert_hit(&r);
+    assert_eq!(r.header("set-cookie"), None, "never replayed from storage");
+    assert_eq!(c.origin.requests("/stripped"), 1);
     Ok(())
 }
 

@@ -193,12 +193,24 @@ fn vary_star_rfc9111_4_1() {
 }
 
 #[test]
-fn set_cookie_only_when_stripped() {
-    // Our shared-cache rule (module doc): cache-tests other-set-cookie expects reuse; we refuse.
-    assert_eq!(
-        check(&[], 200, &[FRESH, ("set-cookie", "a=b")]),
-        Err(NotStorable::SetCookie)
-    );
+fn set_cookie_needs_explicit_freshness() {
+    // RFC 9111 §7.3: Set-Cookie does not inhibit caching (cache-tests other-set-cookie,
+    // headers-store-Set-Cookie); our rule: not on heuristic freshness alone.
+    assert_eq!(check(&[], 200, &[FRESH, ("set-cookie", "a=b")]), Ok(()));
+    let heuristic = [
+        ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+        ("date", "Tue, 01 Oct 2024 00:00:00 GMT"),
+        ("set-cookie", "a=b"),
+    ];
+    assert_eq!(check(&[], 200, &heuristic), Err(NotStorable::SetCookie));
+    assert_eq!(check(&[], 200, &heuristic[..2]), Ok(()));
+    let public = [
+        ("cache-control", "public"),
+        ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+        ("date", "Tue, 01 Oct 2024 00:00:00 GMT"),
+        ("set-cookie", "a=b"),
+    ];
+    assert_eq!(check(&[], 200, &public), Ok(()));
     let named = [
         ("cache-control", "max-age=60, no-cache=\"set-cookie\""),
         ("set-cookie", "a=b"),
@@ -321,7 +333,7 @@ fn strip_for_storage_rfc9111_3_1() {
     assert!(!h.contains_key("a") && !h.contains_key("b") && !h.contains_key("d"));
     assert_eq!(h["c"], "3");
     assert_eq!(h.get_all("cache-control").iter().count(), 2);
-    // Hop-by-hop and proxy-specific fields; Set-Cookie always.
+    // Hop-by-hop and proxy-specific fields; Set-Cookie is stored (RFC 9111 §7.3).
     let h = strip(&[
         ("keep-alive", "timeout=5"),
         ("proxy-connection", "keep-alive"),
@@ -340,6 +352,11 @@ fn strip_for_storage_rfc9111_3_1() {
     left.sort_unstable();
     assert_eq!(
         left,
-        ["cdn-cache-control", "content-type", "www-authenticate"]
+        [
+            "cdn-cache-control",
+            "content-type",
+            "set-cookie",
+            "www-authenticate"
+        ]
     );
 }

@@ -115,10 +115,12 @@ fn freshen_rfc9111_3_2() {
     // 304-lm-use-stored-Test-Header: kept when the update lacks it.
     assert_eq!(stored["test-header"], "A");
     assert_eq!(stored["last-modified"], lm.as_str());
-    // Excepted: body metadata, Set-Cookie, hop-by-hop and what Connection names.
+    // 304-etag-update-stored-Set-Cookie: updated like any other field.
+    assert_eq!(stored["set-cookie"], "a=c");
+    // Excepted: body metadata, hop-by-hop and what Connection names.
     assert_eq!(stored["content-length"], "10");
     assert_eq!(stored["content-encoding"], "gzip");
-    for gone in ["set-cookie", "connection", "x-hop", "keep-alive"] {
+    for gone in ["connection", "x-hop", "keep-alive"] {
         assert!(!stored.contains_key(gone), "{gone}");
     }
     // A qualified no-cache arriving with the update strips the field it names.
