@@ -296,9 +296,14 @@ async fn demo_starts_and_proxies_a_request() -> anyhow::Result<()> {
         "{metrics}"
     );
     assert!(
-        metrics.contains("portcullis_requests_total{site=\"shop\",status_class=\"2xx\"} 2"),
+        metrics.contains("portcullis_requests_total{site=\"shop\",status_class=\"2xx\"} 4"),
         "{metrics}"
     );
+    for result in ["hit", "miss"] {
+        let line = format!("portcullis_cache_requests_total{{result=\"{result}\",site=\"shop\"}} ");
+        assert!(metrics.contains(&line), "{line}: {metrics}");
+    }
+    assert!(metrics.contains("portcullis_cache_objects 1"), "{metrics}");
     assert!(
         metrics.contains("portcullis_policy_blocked_requests_total{action=\"unavailable_451\",order=\"US-SDNY-2026-CV-0142\"} 1"),
         "{metrics}"
