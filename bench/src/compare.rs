@@ -99,7 +99,16 @@ fn needed_tools(scenarios: &[Scenario], proxies: &[ProxyKind]) -> Vec<Tool> {
     if proxies.contains(&ProxyKind::Haproxy) {
         t.push(tools::HAPROXY);
     }
+    if proxies.contains(&ProxyKind::Varnish) && scenarios.iter().any(|s| s.is_cache()) {
+        t.push(tools::VARNISHD);
+    }
     t
+}
+
+/// Whether a Portcullis start failed only because the build does not know
+/// the `cache:` config (the cache is not in this build yet).
+fn rejects_cache_config(error: &str) -> bool {
+    error.contains("unknown field `cache`")
 }
 
 /// Runs the comparison and writes the report. Returns false when something
@@ -212,6 +221,7 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
         max_attempts: if args.smoke { 1 } else { 3 },
         tls_clients: args.tls_clients,
         reload: ReloadPlan::new(args.reload_rate, args.smoke),
+        origin_cache_log: dir.join("origin-cache.log"),
     };
     eprintln!("run directory: {}", dir.display());
     let origin = start_origin(&env).context("starting the origin")?;
@@ -226,6 +236,10 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
         tls_h2: scenarios.contains(&Scenario::TlsH2_1k),
     };
     let mut tls_negotiated = BTreeMap::new();
+    // Cleared when this Portcullis build turns out not to know the `cache:`
+    // config: it then runs the cache scenarios without it, and the validity
+    // check reports those runs invalid.
+    let mut portcullis_cache_config = true;
     for round in 0..rounds {
         // One batch per set-up, each against a fresh process: the idle
         // scenario must not find memory pools already grown by the load
@@ -253,7 +267,28 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
                 if !setup.for_proxy(kind) {
                     continue;
                 }
-                let server = match start_proxy(&env, kind, origin.h1_port, *setup) {
+                let mut started =
+                    start_proxy(&env, kind, origin.h1_port, *setup, portcullis_cache_config);
+                if let Err(e) = &started {
+                    if kind == ProxyKind::Portcullis
+                        && *setup == Setup::Cache
+                        && portcullis_cache_config
+                        && rejects_cache_config(&format!("{e:#}"))
+                    {
+                        portcullis_cache_config = false;
+                        warnings.push(format!(
+                            "portcullis does not know the `cache:` config (this build has no \
+                             cache); its cache scenarios ran without it and are invalid: {}",
+                            format!("{e:#}")
+                                .lines()
+                                .find(|l| rejects_cache_config(l))
+                                .unwrap_or_default()
+                                .trim()
+                        ));
+                        started = start_proxy(&env, kind, origin.h1_port, *setup, false);
+                    }
+                }
+                let server = match started {
                     Ok(s) => s,
                     Err(e) => {
                         failures.push(format!(
@@ -264,6 +299,12 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
                         ));
                         continue;
                     }
+                };
+                // Varnish runs the cache set-up only, plain HTTP/1.1 only.
+                let checks = if kind == ProxyKind::Varnish {
+                    crate::check::Checks::default()
+                } else {
+                    checks
                 };
                 match crate::check::check(&server, &tools, &dir, checks) {
                     Ok(Some(negotiated)) => {
@@ -289,6 +330,14 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
                 for &(si, scenario) in batch {
                     match run_one(&ctx, &server, scenario, round, position, &mut commands) {
                         Ok(run) => {
+                            if let Some(why) = invalid_cache_run(&run) {
+                                failures.push(format!(
+                                    "round {}: {} / {}: INVALID, not cache hits: {why}",
+                                    round + 1,
+                                    scenario.name(),
+                                    kind.name()
+                                ));
+                            }
                             note_warnings(&run, scenario, kind, &mut warnings);
                             runs.entry((si, pi)).or_default().push(run);
                         }
@@ -367,6 +416,22 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
     Ok(report.failures.is_empty())
 }
 
+/// Why a cache-hit run is invalid (its requests were not hits), with the
+/// figure it would have given, which no summary uses.
+fn invalid_cache_run(run: &Run) -> Option<String> {
+    let Measured::Load(l) = &run.measured else {
+        return None;
+    };
+    let c = l.cache.as_ref().filter(|c| !c.valid)?;
+    Some(format!(
+        "{} (measured {} µs/req over {} requests, not reported)",
+        c.invalid_reason.as_deref().unwrap_or("?"),
+        l.core_us_per_req
+            .map_or_else(|| "—".to_owned(), |v| format!("{v:.1}")),
+        l.outcome.requests
+    ))
+}
+
 /// A run whose proxy core spent more than this share of its time running
 /// some other task is repeated: its figure is partly that task's.
 const FOREIGN_LIMIT_PCT: f64 = 5.0;
@@ -418,7 +483,9 @@ fn run_one(
             Measured::Reload(_) => (0.0, true),
         };
         let clean = quiet.quiet && foreign < FOREIGN_LIMIT_PCT && complete;
-        if clean || attempt >= ctx.max_attempts {
+        // A cache-hit run that was not hits is not noise: not repeated.
+        let invalid = matches!(&measured, Measured::Load(l) if !l.valid());
+        if clean || invalid || attempt >= ctx.max_attempts {
             return Ok(Run {
                 round,
                 position,

@@ -10,7 +10,8 @@
 //! Layout:
 //! - [`compare`]: the run (set-up, rounds, report).
 //! - [`scenario`]: the scenarios and measuring one run; [`check`]: the
-//!   correctness check before timing.
+//!   correctness check before timing; [`cache`]: the cache-hit scenarios'
+//!   warm-up and hit validity check.
 //! - [`peers`]: starting origin and proxies from `bench/peers/*.tmpl`;
 //!   [`setup`]: which config (plain, or a policy set-up) each batch gets.
 //! - [`policy`]: the legal-order files of the policy scenarios;
@@ -24,6 +25,7 @@
 
 use serde::Serialize;
 
+pub mod cache;
 pub mod check;
 pub mod cmd;
 pub mod compare;

