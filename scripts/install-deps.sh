@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests and the benchmark smoke need, if any is missing:
 #   curl (HTTP/2-capable client), openssl (s_client for the TLS tests), promtool (package
 #   prometheus), wrk, h2load (nghttp2-client),
-#   nginx and haproxy (benchmark peers), taskset (util-linux).
+#   nginx, haproxy and varnish (benchmark peers), taskset (util-linux).
 # Safe to run repeatedly; does nothing when everything is present.
 set -euo pipefail
 
@@ -14,6 +14,7 @@ declare -A pkg_for=(
   [h2load]=nghttp2-client
   [nginx]=nginx
   [haproxy]=haproxy
+  [varnishd]=varnish
   [taskset]=util-linux
 )
 missing=()
