@@ -152,7 +152,16 @@ fn has_body<B>(req: &Request<B>) -> bool {
         || req.headers().contains_key(header::TRANSFER_ENCODING)
 }
 
-fn set_status(resp: &mut Response<ResponseBody>, value: String) {
+/// Counts a request of a cache-enabled site in `portcullis_cache_requests_total`.
+fn count(site: &Site, result: CacheResult) {
+    if let Some(c) = &site.cache {
+        let i = CacheResult::ALL.iter().position(|r| *r == result);
+        c[i.unwrap_or(0)].inc();
+    }
+}
+
+/// Sets `Cache-Status` (RFC 9211).
+pub fn set_status(resp: &mut Response<ResponseBody>, value: String) {
     if let Ok(v) = HeaderValue::try_from(value) {
         resp.headers_mut().insert(CACHE_STATUS, v);
     }
@@ -191,18 +200,22 @@ impl Cache {
         &self.clock
     }
 
-    fn count(&self, x: &Exchange<'_>, result: CacheResult) {
-        if let Some(c) = &x.site.cache {
-            c[CacheResult::ALL
-                .iter()
-                .position(|r| *r == result)
-                .unwrap_or(0)]
-            .inc();
+    /// Answers a request of a cache-enabled site. An error (the origin failed, no stale copy
+    /// may stand in) is counted as a miss; the caller answers it.
+    pub async fn handle(
+        self: &Arc<Self>,
+        x: Exchange<'_>,
+        req: Request<ClientBody>,
+    ) -> Result<Answer, ProxyError> {
+        let site = x.site.clone();
+        let answer = self.answer(x, req).await;
+        if answer.is_err() {
+            count(&site, CacheResult::Miss);
         }
+        answer
     }
 
-    /// Answers a request of a cache-enabled site.
-    pub async fn handle(
+    async fn answer(
         self: &Arc<Self>,
         x: Exchange<'_>,
         req: Request<ClientBody>,
@@ -232,7 +245,7 @@ impl Cache {
             // A HEAD response has no body to store; a stored GET would have answered it.
             let (mut resp, up) = send(x.site, req, &x.fwd).await?;
             set_status(&mut resp, format!("portcullis; fwd={miss}"));
-            self.count(&x, CacheResult::Miss);
+            count(x.site, CacheResult::Miss);
             return Ok((resp, up));
         }
         let guard = match self.join(hash) {
@@ -250,7 +263,7 @@ impl Cache {
                     let age = obj.timing.current_age(now);
                     if rfc::reuse(&dirs, &obj.dirs, age, obj.lifetime) == Reuse::Serve {
                         self.metrics.coalesced.inc();
-                        self.count(&x, CacheResult::Hit);
+                        count(x.site, CacheResult::Hit);
                         let status =
                             format!("portcullis; fwd={miss}; collapsed; ttl={}", obj.ttl(now));
                         return Ok((self.serve(&req, &obj, now, status), None));
@@ -281,7 +294,7 @@ impl Cache {
             }
         }
         set_status(&mut resp, "portcullis; fwd=bypass".to_owned());
-        self.count(&x, CacheResult::Bypass);
+        count(x.site, CacheResult::Bypass);
         Ok((resp, up))
     }
 
@@ -292,7 +305,7 @@ impl Cache {
             &mut resp,
             format!("portcullis; fwd={miss}; detail=only-if-cached"),
         );
-        self.count(x, CacheResult::Miss);
+        count(x.site, CacheResult::Miss);
         resp
     }
 
@@ -315,7 +328,7 @@ impl Cache {
                 } else {
                     CacheResult::Hit
                 };
-                self.count(&x, result);
+                count(x.site, result);
                 let status = format!("portcullis; hit; ttl={ttl}");
                 Ok((self.serve(&req, &obj, now, status), None))
             }
@@ -323,7 +336,7 @@ impl Cache {
                 if !obj.refreshing.swap(true, Ordering::AcqRel) {
                     self.refresh_in_background(&x, &req, hash, obj.clone());
                 }
-                self.count(&x, CacheResult::Stale);
+                count(x.site, CacheResult::Stale);
                 let status = format!("portcullis; hit; ttl={ttl}; detail=stale-while-revalidate");
                 Ok((self.serve(&req, &obj, now, status), None))
             }
@@ -406,7 +419,7 @@ impl Cache {
         let (resp, up) = match sent {
             Ok(answer) => answer,
             Err(e) if stale_ok && e.upstream_kind().is_some() => {
-                self.count(&x, CacheResult::Stale);
+                count(x.site, CacheResult::Stale);
                 let status = format!(
                     "portcullis; fwd={fwd}; ttl={}; detail=stale-if-error",
                     obj.ttl(now)
@@ -421,7 +434,7 @@ impl Cache {
             && rfc::validates(&obj.headers, resp.headers())
         {
             let fresh = self.freshen(hash, &obj, request_time, now, resp.headers());
-            self.count(&x, CacheResult::Revalidated);
+            count(x.site, CacheResult::Revalidated);
             let status = format!(
                 "portcullis; fwd={fwd}; fwd-status=304; ttl={}",
                 fresh.ttl(now)
@@ -435,7 +448,7 @@ impl Cache {
             }
         }
         if code.is_server_error() && stale_ok {
-            self.count(&x, CacheResult::Stale);
+            count(x.site, CacheResult::Stale);
             let status = format!(
                 "portcullis; fwd={fwd}; fwd-status={}; ttl={}; detail=stale-if-error",
                 code.as_u16(),
@@ -521,7 +534,7 @@ impl Cache {
         label: String,
         guard: Option<FillGuard>,
     ) -> Answer {
-        self.count(x, CacheResult::Miss);
+        count(x.site, CacheResult::Miss);
         match self.tee(x.host, asked, hash, request_time, &mut resp, guard) {
             Ok(lifetime) => set_status(
                 &mut resp,

@@ -186,17 +186,7 @@ pub async fn handle(
             }
             resp
         }
-        Err(e) => {
-            match e.source_side() {
-                crate::error::ErrorSource::Downstream => {
-                    tracing::debug!(request_id = ?request_id, error = %e, "request refused")
-                }
-                _ => {
-                    tracing::warn!(request_id = ?request_id, error = %crate::error::Chain(&e), "request failed")
-                }
-            }
-            e.to_response(&request_id)
-        }
+        Err(e) => answer_error(&e, &request_id),
     };
     site_metrics.count_status(resp.status());
     if let Some(l) = log.as_mut() {
@@ -205,6 +195,19 @@ pub async fn handle(
     let completion = Completion::new(site_metrics, in_flight, start, log);
     resp.body_mut().set_completion(completion);
     Ok(resp)
+}
+
+/// Logs a request's error by who is at fault, and answers it.
+fn answer_error(e: &ProxyError, request_id: &HeaderValue) -> Response<ResponseBody> {
+    match e.source_side() {
+        crate::error::ErrorSource::Downstream => {
+            tracing::debug!(request_id = ?request_id, error = %e, "request refused")
+        }
+        _ => {
+            tracing::warn!(request_id = ?request_id, error = %crate::error::Chain(e), "request failed")
+        }
+    }
+    e.to_response(request_id)
 }
 
 /// Answers a request refused before it could enter the pipeline (a malformed HTTP/1.1 head),
@@ -323,7 +326,16 @@ async fn route_and_forward(
             recheck: &recheck,
         };
         let _awaiting = conn.state.awaiting_origin();
-        let (resp, upstream) = cache.handle(x, req).await?;
+        let (resp, upstream) = match cache.handle(x, req).await {
+            Ok(answer) => answer,
+            // Answered here rather than by the caller so it carries `Cache-Status` too, as
+            // every response of a cache-enabled site does.
+            Err(e) => {
+                let mut resp = answer_error(&e, request_id);
+                crate::cache::set_status(&mut resp, "portcullis; fwd=miss; detail=error".into());
+                (resp, None)
+            }
+        };
         return Ok((register(shared, exchange, resp), upstream));
     }
     let info = ForwardInfo {

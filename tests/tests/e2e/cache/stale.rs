@@ -152,5 +152,8 @@ async fn must_revalidate_forbids_serving_stale_on_error() -> anyhow::Result<()> 
         r.text()
     );
     assert_ne!(r.text(), "old down");
+    // Every response of a cache-enabled site says what the cache did, errors included.
+    let status = r.header("cache-status").unwrap_or_default();
+    assert!(status.contains("detail=error"), "Cache-Status: {status:?}");
     Ok(())
 }
