@@ -3,10 +3,12 @@
 //!
 //! ```text
 //!  request of a site with cache: true (legal orders already decided: pipeline.rs)
-//!    ├─ not GET/HEAD, or Range, or a request body ─▶ forward around the cache (fwd=bypass);
+//!    ├─ not GET/HEAD, or a request body ─▶ forward around the cache (fwd=bypass);
 //!    │    an unsafe method's 2xx/3xx invalidates the URL and same-host Location /
 //!    │    Content-Location (RFC 9111 §4.4)
 //!    ├─ lookup: primary key (canonical host, normalised target), then Vary values (store.rs)
+//!    ├─ Range: a fresh stored 200 answers it (206 sharing the stored bytes, or 416);
+//!    │    otherwise forwarded as it is (fwd=bypass), the partial response not stored
 //!    ├─ stored and usable (rfc::reuse): Serve ─▶ from storage (Age, 304 for a matching
 //!    │    client conditional, HEAD without body) │ ServeWhileRevalidate ─▶ stale now, one
 //!    │    background refresh │ Validate ─▶ conditional request; 304 freshens the stored
@@ -167,6 +169,98 @@ pub fn set_status(resp: &mut Response<ResponseBody>, value: String) {
     }
 }
 
+/// What a GET's `Range` asks of a stored 200 (RFC 9110 §14.2): one byte range, or a range
+/// that cannot be satisfied. `None` serves the whole response: no `Range`, a unit other than
+/// bytes, several ranges (a server may ignore `Range`), a syntax error, or an `If-Range` that
+/// does not match the stored validator (§13.1.5: strong ETag comparison or the exact
+/// `Last-Modified` date).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteRange {
+    /// First and last byte, inclusive.
+    Satisfiable(u64, u64),
+    Unsatisfiable,
+}
+
+fn requested_range(req: &Request<ClientBody>, obj: &Object) -> Option<ByteRange> {
+    if req.method() != Method::GET || obj.status != StatusCode::OK {
+        return None;
+    }
+    let range = req.headers().get(header::RANGE)?.to_str().ok()?;
+    if let Some(if_range) = req.headers().get(header::IF_RANGE) {
+        let if_range = if_range.as_bytes();
+        let validator = if if_range.starts_with(b"\"") {
+            obj.headers.get(header::ETAG)
+        } else {
+            obj.headers.get(header::LAST_MODIFIED)
+        };
+        // Weak entity tags never match in If-Range (strong comparison).
+        if validator.is_none_or(|v| v.as_bytes() != if_range) {
+            return None;
+        }
+    }
+    parse_range(range, obj.body.len() as u64)
+}
+
+/// Parses `bytes=first-last`, `bytes=first-` or `bytes=-suffix` against a body of `len` bytes.
+fn parse_range(value: &str, len: u64) -> Option<ByteRange> {
+    let (unit, spec) = value.split_once('=')?;
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.trim().split_once('-')?;
+    let number = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (first, last) = match (first.trim(), last.trim()) {
+        ("", suffix) => {
+            let n = number(suffix)?;
+            if n == 0 || len == 0 {
+                return Some(ByteRange::Unsatisfiable);
+            }
+            (len.saturating_sub(n), len - 1)
+        }
+        (first, "") => (number(first)?, len.saturating_sub(1)),
+        (first, last) => {
+            let (f, l) = (number(first)?, number(last)?);
+            if l < f {
+                return None;
+            }
+            (f, l.min(len.saturating_sub(1)))
+        }
+    };
+    if first >= len {
+        return Some(ByteRange::Unsatisfiable);
+    }
+    Some(ByteRange::Satisfiable(first, last))
+}
+
+/// A 206 (one range of the stored body, shared, not copied) or a 416.
+fn partial(obj: &Object, range: ByteRange) -> Response<ResponseBody> {
+    let len = obj.body.len() as u64;
+    let (status, body, content_range) = match range {
+        ByteRange::Satisfiable(first, last) => (
+            StatusCode::PARTIAL_CONTENT,
+            ResponseBody::full(obj.body.slice(first as usize..=last as usize)),
+            format!("bytes {first}-{last}/{len}"),
+        ),
+        ByteRange::Unsatisfiable => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ResponseBody::empty(),
+            format!("bytes */{len}"),
+        ),
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = obj.headers.clone();
+    r.headers_mut().remove(header::CONTENT_LENGTH);
+    if let Ok(v) = HeaderValue::try_from(content_range) {
+        r.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    r
+}
+
 /// The conditional request headers a client may send (RFC 9110 §13.1).
 const CONDITIONALS: [HeaderName; 5] = [
     header::IF_NONE_MATCH,
@@ -221,10 +315,7 @@ impl Cache {
         req: Request<ClientBody>,
     ) -> Result<Answer, ProxyError> {
         let method = req.method().clone();
-        if !matches!(method, Method::GET | Method::HEAD)
-            || req.headers().contains_key(header::RANGE)
-            || has_body(&req)
-        {
+        if !matches!(method, Method::GET | Method::HEAD) || has_body(&req) {
             return self.bypass(x, req).await;
         }
         let target = target_of(&req).into_owned();
@@ -233,6 +324,20 @@ impl Cache {
         let found = self.store.lookup(hash, x.host, &target, |names| {
             rfc::secondary_key(names, req.headers())
         });
+        if method == Method::GET && req.headers().contains_key(header::RANGE) {
+            // A Range request is answered from a fresh stored response; anything else goes
+            // to the origin as it is, and its (partial) response is not stored.
+            if let Lookup::Hit(obj) = &found {
+                let now = self.clock.now();
+                let age = obj.timing.current_age(now);
+                if rfc::reuse(&dirs, &obj.dirs, age, obj.lifetime) == Reuse::Serve {
+                    count(x.site, CacheResult::Hit);
+                    let status = format!("portcullis; hit; ttl={}", obj.ttl(now));
+                    return Ok((self.serve(&req, obj, now, status), None));
+                }
+            }
+            return self.bypass(x, req).await;
+        }
         let miss = match found {
             Lookup::Hit(obj) => return self.stored(x, req, dirs, hash, obj).await,
             Lookup::VaryMiss => "vary-miss",
@@ -365,6 +470,8 @@ impl Cache {
             *r.status_mut() = StatusCode::NOT_MODIFIED;
             *r.headers_mut() = rfc::not_modified_headers(&obj.headers);
             r
+        } else if let Some(range) = requested_range(req, obj) {
+            partial(obj, range)
         } else {
             let body = if req.method() == Method::HEAD {
                 ResponseBody::empty()
@@ -808,5 +915,38 @@ impl Tee {
             self.cache.store.insert(self.hash, Object::new(object));
         }
         drop(self.guard.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges_rfc9110_14_1_2() {
+        use ByteRange::{Satisfiable, Unsatisfiable};
+        let len = 10;
+        for (value, want) in [
+            ("bytes=0-3", Some(Satisfiable(0, 3))),
+            ("bytes=2-", Some(Satisfiable(2, 9))),
+            ("bytes=-4", Some(Satisfiable(6, 9))),
+            ("bytes=-40", Some(Satisfiable(0, 9))),
+            ("bytes=5-99", Some(Satisfiable(5, 9))),
+            ("Bytes = 1-1", Some(Satisfiable(1, 1))),
+            ("bytes=10-", Some(Unsatisfiable)),
+            ("bytes=12-14", Some(Unsatisfiable)),
+            ("bytes=-0", Some(Unsatisfiable)),
+            // Served whole: several ranges, other units, syntax errors, last < first.
+            ("bytes=0-1,4-5", None),
+            ("items=0-1", None),
+            ("bytes=a-b", None),
+            ("bytes=-", None),
+            ("bytes=+1-2", None),
+            ("bytes=4-2", None),
+            ("bytes 0-1", None),
+        ] {
+            assert_eq!(parse_range(value, len), want, "{value}");
+        }
+        assert_eq!(parse_range("bytes=0-", 0), Some(Unsatisfiable));
     }
 }

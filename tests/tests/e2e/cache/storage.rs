@@ -212,7 +212,7 @@ async fn set_cookie_is_stored_only_with_explicit_freshness() -> anyhow::Result<(
 }
 
 #[tokio::test]
-async fn unsafe_methods_and_range_requests_bypass_the_cache() -> anyhow::Result<()> {
+async fn unsafe_methods_bypass_and_ranges_are_served_from_storage() -> anyhow::Result<()> {
     let c = Cached::start().await?;
     c.origin.on_method(
         "POST",
@@ -232,13 +232,32 @@ async fn unsafe_methods_and_range_requests_bypass_the_cache() -> anyhow::Result<
     }
     assert_eq!(c.origin.requests_with("POST", "/form"), 2);
 
-    assert_stored(&c.get("/file").await?, "uri-miss");
+    // A Range request for a URL not stored goes to the origin as it is.
     let ranged = c.get_with("/file", &[("range", "bytes=0-3")]).await?;
     assert_eq!(cache_status(&ranged).raw, "portcullis; fwd=bypass");
+    assert_eq!(c.origin.requests("/file"), 1);
+    assert_stored(&c.get("/file").await?, "uri-miss");
+    // Stored and fresh: ranges come from storage (RFC 9110 §14).
+    let ranged = c.get_with("/file", &[("range", "bytes=2-5")]).await?;
+    assert_eq!(ranged.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(ranged.text(), "2345");
+    assert_eq!(ranged.header("content-range"), Some("bytes 2-5/10"));
+    assert_eq!(ranged.header("content-length"), Some("4"));
+    assert_hit(&ranged);
+    let suffix = c.get_with("/file", &[("range", "bytes=-3")]).await?;
+    assert_eq!(suffix.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(suffix.text(), "789");
+    let beyond = c.get_with("/file", &[("range", "bytes=10-")]).await?;
+    assert_eq!(beyond.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(beyond.header("content-range"), Some("bytes */10"));
+    // Several ranges: the whole response (a server may ignore Range).
+    let several = c.get_with("/file", &[("range", "bytes=0-1,4-5")]).await?;
+    assert_eq!(several.status, StatusCode::OK);
+    assert_eq!(several.text(), "0123456789");
     assert_eq!(
         c.origin.requests("/file"),
         2,
-        "the Range request went to the origin though the URL is stored"
+        "every range of the stored URL came from storage"
     );
     Ok(())
 }
@@ -272,5 +291,33 @@ async fn an_http2_client_hits_like_an_http1_client() -> anyhow::Result<()> {
 
     assert_eq!(c.origin.requests("/h1"), 1);
     assert_eq!(c.origin.requests("/h2"), 1);
+    Ok(())
+}
+
+/// RFC 9110 §13.1.5: `If-Range` with the stored entity tag (strong comparison) or the exact
+/// `Last-Modified` gets the range; anything else gets the whole current response.
+#[tokio::test]
+async fn if_range_gets_the_range_only_for_the_stored_validator() -> anyhow::Result<()> {
+    let c = Cached::start().await?;
+    c.origin.on(
+        "/doc",
+        Answer::ok("abcdefghij")
+            .cache_control("max-age=60")
+            .etag("\"v1\""),
+    );
+    assert_stored(&c.get("/doc").await?, "uri-miss");
+    let same = c
+        .get_with("/doc", &[("range", "bytes=0-2"), ("if-range", "\"v1\"")])
+        .await?;
+    assert_eq!(same.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(same.text(), "abc");
+    for other in ["\"v0\"", "W/\"v1\"", "Tue, 01 Jan 2030 00:00:00 GMT"] {
+        let whole = c
+            .get_with("/doc", &[("range", "bytes=0-2"), ("if-range", other)])
+            .await?;
+        assert_eq!(whole.status, StatusCode::OK, "If-Range: {other}");
+        assert_eq!(whole.text(), "abcdefghij");
+    }
+    assert_eq!(c.origin.requests("/doc"), 1);
     Ok(())
 }
