@@ -18,6 +18,7 @@ pub mod admin;
 pub mod audit;
 pub mod authority;
 pub mod body;
+pub mod bundle;
 pub mod cache;
 pub mod cli;
 mod clock;
