@@ -3,18 +3,23 @@
 //! exchanges a change newly blocks, the audit trail and the metrics.
 //!
 //! ```text
-//!  start:  policy.file ──parse──▶ ok: persist state_dir/policy.last-good.yaml
+//!  start:  policy.file ──verify──▶ parse ──▶ ok: persist state_dir/policy.last-good.yaml
 //!            │ broken or missing
 //!            └──▶ state_dir/policy.last-good.yaml ──▶ ok: serve it, report the file's errors
 //!                   │ none either
 //!                   └──▶ refuse to start, saying why (fail closed)
 //!  reload: watch (directory; debounced) │ SIGHUP │ POST /admin/policy/reload │ hash check
-//!            ──▶ read, sha256 (same as running: nothing to do) ──▶ parse ──▶ serial rule
+//!            ──▶ read, sha256 (as running: nothing to do) ──▶ verify ──▶ parse ──▶ serial rule
 //!            ──▶ compile ──▶ swap ──▶ persist last good ──▶ audit ──▶ cut newly blocked
 //!          any failure: the running table stays; counted, logged, audited
 //!  tick:   every min(1 s, close_grace / 2): order states by the clock; an order that became
 //!          effective or ended is audited, and a newly effective one cuts what it blocks
 //! ```
+//!
+//! `verify` applies only with `policy.trusted_keys`: the file must then be a bundle one of the
+//! keys signed ([`crate::bundle`]), checked before anything inside it is parsed, and the last
+//! good copy is that verified bundle (verified again at start-up). A refused bundle is counted
+//! by reason and audited as `bundle_refused`.
 //!
 //! The pure decisions live in `portcullis-policy`; this module owns every clock, file and lock.
 
