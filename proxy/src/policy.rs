@@ -1181,6 +1181,32 @@ mod tests {
     }
 
     #[test]
+    fn audit_records_name_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.yaml");
+        std::fs::write(
+            &file,
+            "serial: 1\nblocked_by: \"https://edge.example.net/legal\"\norders: []\n",
+        )
+        .unwrap();
+        let cfg = PolicyConfig {
+            file,
+            state_dir: dir.path().join("state"),
+            close_grace: Duration::from_secs(5),
+            check_interval: Duration::from_secs(1),
+            source: crate::config::PolicySource::File,
+            trusted_keys: Vec::new(),
+            node_id: Some("edge-fra-01".to_owned()),
+        };
+        let rt = PolicyRuntime::start(&cfg, crate::metrics::Metrics::new().policy).unwrap();
+        drop(rt);
+        let audit = std::fs::read_to_string(cfg.state_dir.join(AUDIT_LOG)).unwrap();
+        let first: Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+        assert_eq!(first["event"], event::POLICY_LOADED);
+        assert_eq!(first["node"], "edge-fra-01");
+    }
+
+    #[test]
     fn ticks_are_bounded_by_the_grace() {
         assert_eq!(
             tick_interval(Duration::from_secs(5)),

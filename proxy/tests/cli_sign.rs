@@ -98,6 +98,11 @@ fn generate_sign_and_check_a_config_with_trusted_keys() -> anyhow::Result<()> {
     assert_eq!(bundle["portcullis_bundle"], 1);
     assert_eq!(bundle["key_id"], key_id.as_str());
 
+    // The policy commands read policy files, and say so when given a bundle.
+    let err = failure(&run(d, &["policy", "check", "policy.yaml.bundle"])?);
+    assert!(err.contains("a signed bundle"), "{err}");
+    assert!(err.contains(&key_id), "{err}");
+
     std::fs::write(d.join("edge.yaml"), config("policy.yaml.bundle"))?;
     let out = success(&run(d, &["check", "--config", "edge.yaml"])?);
     assert!(out.contains("serial 2026112601"), "{out}");

@@ -68,6 +68,17 @@ pub fn load_policy(path: &Path) -> Result<Policy, PolicyCommandError> {
         path: path.to_owned(),
         source,
     })?;
+    // A signed bundle is not a policy file: say so rather than list its JSON keys as errors.
+    if let Err(crate::bundle::BundleError::UntrustedKey { key_id }) =
+        crate::bundle::open(text.as_bytes(), &[])
+    {
+        return Err(PolicyCommandError::Bundle {
+            refusal: format!(
+                "{}: a signed bundle (key {key_id}), not a policy file: check the policy file it was signed from, or the bundle with `portcullis check --config` and its trusted_keys\n",
+                path.display()
+            ),
+        });
+    }
     Ok(Policy::parse(&text, &path.display().to_string())?)
 }
 
