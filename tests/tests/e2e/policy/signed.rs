@@ -202,3 +202,42 @@ async fn start_up_verifies_the_file_and_the_last_good_bundle() -> anyhow::Result
     assert_eq!(origin.requests(), 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_authentic_bundle_of_an_invalid_policy_is_an_invalid_reload() -> anyhow::Result<()> {
+    let origin = Origin::echo().start().await?;
+    let signer = Signer::new()?;
+    let proxy = signed_proxy(&origin, &signer, &signer.sign(&suspended(5)))
+        .start()
+        .await?;
+    // Signed outside `policy sign` (which refuses invalid policies): verified, then not valid.
+    let broken = "serial: 6\nblocked_by: \"https://edge.example.net/legal\"\norders:\n  - id: [\n";
+    proxy.policy_files().replace(&signer.sign_text(broken))?;
+    eventually("the invalid policy is reported", || async {
+        let s = Scrape::fetch(proxy.admin()).await?;
+        let n = s.get_or_zero("portcullis_policy_reloads_total", &[("result", "invalid")])?;
+        anyhow::ensure!(n == 1.0, "invalid reloads = {n}");
+        Ok(())
+    })
+    .await?;
+    assert_eq!(status_of(proxy.addr(), PIRATE).await?, 451);
+    let scrape = Scrape::fetch(proxy.admin()).await?;
+    for reason in [
+        "unsigned",
+        "bad_signature",
+        "untrusted_key",
+        "malformed",
+        "serial",
+    ] {
+        assert_eq!(refused(&scrape, reason)?, 0.0, "{reason}");
+    }
+    let d = policy::describe(proxy.admin()).await?;
+    assert_eq!(d["serial"], 5);
+    assert!(
+        d["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("policy.yaml")),
+        "{d}"
+    );
+    Ok(())
+}
