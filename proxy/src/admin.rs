@@ -249,6 +249,13 @@ async fn policy_reload(policy: &Arc<PolicyRuntime>) -> Response<Full<Bytes>> {
             StatusCode::CONFLICT,
             serde_json::json!({ "result": "refused", "error": e, "serial": running }),
         ),
+        Outcome::BundleRefused(r) => (
+            StatusCode::CONFLICT,
+            serde_json::json!({
+                "result": "refused", "reason": r.reason, "key_id": r.key_id,
+                "error": r.message, "serial": running,
+            }),
+        ),
         Outcome::Error(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             serde_json::json!({ "result": "error", "error": e, "serial": running }),

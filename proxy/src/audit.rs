@@ -83,6 +83,9 @@ pub mod event {
     pub const POLICY_RELOAD_FAILED: &str = "policy_reload_failed";
     /// A valid file was refused (e.g. its serial is lower than the running one).
     pub const POLICY_RELOAD_REFUSED: &str = "policy_reload_refused";
+    /// A policy bundle was refused (unsigned, bad signature, untrusted key, malformed, or a
+    /// serial not higher than the running one), with its reason and key id.
+    pub const BUNDLE_REFUSED: &str = "bundle_refused";
     /// This node started giving effect to an order.
     pub const ORDER_EFFECTIVE: &str = "order_effective";
     /// This node stopped giving effect to an order (expired or lifted).

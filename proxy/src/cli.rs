@@ -1,6 +1,6 @@
 //! The commands behind `portcullis run`, `check`, `demo`, `certs`, `policy` and `audit`, kept
 //! here so `main.rs` stays a thin shell and everything is testable. The policy and audit
-//! commands live in `cli/policy.rs`.
+//! commands live in `cli/policy.rs`, key generation and signing in `cli/sign.rs`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,11 +14,13 @@ use crate::tls::Tls;
 pub use crate::config::parse_duration;
 
 mod policy;
+mod sign;
 
 pub use policy::{
-    ExplainRequest, PolicyCommandError, ReportFormat, audit_verify, load_policy, parse_time,
-    policy_check, policy_explain, policy_report,
+    ExplainRequest, PolicyCommandError, ReportFormat, audit_verify, load_bundle, load_policy,
+    parse_time, policy_check, policy_explain, policy_report,
 };
+pub use sign::{SignError, keys_generate, policy_sign};
 
 /// Where the running proxy keeps the last policy it loaded, inside `policy.state_dir` (see
 /// [`PolicyConfig::state_dir`]).
@@ -90,6 +92,18 @@ pub fn check(path: &Path) -> Result<String, CheckError> {
             p.state_dir.display(),
             p.close_grace
         );
+        if !p.trusted_keys.is_empty() {
+            let keys: Vec<String> = p
+                .trusted_keys
+                .iter()
+                .map(|k| format!("{} ({})", k.id, k.path.display()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "    signed bundles only, trusted keys {}",
+                keys.join(", ")
+            );
+        }
     }
     match &cfg.admin {
         Some(a) => {
@@ -157,7 +171,12 @@ fn check_policy(p: &PolicyConfig) -> Result<String, CheckError> {
             last_good.display()
         )
     };
-    let policy = load_policy(&p.file).map_err(|error| {
+    let loaded = if p.trusted_keys.is_empty() {
+        load_policy(&p.file)
+    } else {
+        load_bundle(&p.file, &p.trusted_keys)
+    };
+    let policy = loaded.map_err(|error| {
         let fallback = match &error {
             // The read error is one line; the parse errors end with a newline already.
             PolicyCommandError::Read { .. } => format!("\n{fallback}"),

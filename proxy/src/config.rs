@@ -29,6 +29,8 @@ use validate::Validator;
 pub struct Config {
     /// The file it came from, if any (relative paths inside it resolve against its folder).
     pub source: Option<PathBuf>,
+    /// This node's name (`node_id`), written into every audit record; `None` when not set.
+    pub node_id: Option<String>,
     pub listeners: Vec<ListenerConfig>,
     pub admin: Option<AdminConfig>,
     pub limits: Limits,
@@ -81,6 +83,21 @@ pub struct PolicyConfig {
     /// How often the file's hash is compared with the running one, in case a watch event was
     /// missed.
     pub check_interval: Duration,
+    /// Where the policy comes from (`source`; only the file in this version).
+    pub source: PolicySource,
+    /// `trusted_keys`, loaded: when not empty, the file must be a bundle signed by one of them
+    /// (see [`crate::bundle`]); empty means plain policy files, as before.
+    pub trusted_keys: Vec<crate::bundle::TrustedKey>,
+    /// The node's name for audit records (the top-level `node_id`).
+    pub node_id: Option<String>,
+}
+
+/// `policy.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicySource {
+    /// `policy.file`, watched and hash-checked.
+    #[default]
+    File,
 }
 
 /// The `geoip:` section.
@@ -248,6 +265,8 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod bundle_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

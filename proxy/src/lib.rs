@@ -4,7 +4,7 @@
 //! What this crate does: listeners and connection handling ([`server`], `conn`), the request
 //! pipeline ([`pipeline`] — read its chart first), forwarding and origin pools ([`forward`],
 //! [`upstream`]), configuration ([`config`]), the legal-order runtime ([`policy`]: loading,
-//! reloads, cuts), the client's country ([`geo`]), admin endpoints and metrics ([`admin`],
+//! reloads, cuts; signed policy bundles in [`bundle`]), the client's country ([`geo`]), admin endpoints and metrics ([`admin`],
 //! [`metrics`]), the hash-chained audit log ([`audit`]), and the CLI commands ([`cli`], with
 //! the self-contained [`demo`]).
 //!
@@ -18,6 +18,7 @@ pub mod admin;
 pub mod audit;
 pub mod authority;
 pub mod body;
+pub mod bundle;
 pub mod cache;
 pub mod cli;
 mod clock;

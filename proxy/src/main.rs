@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Ed25519 keys for signing policy bundles.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// The hash-chained audit log.
     Audit {
         #[command(subcommand)]
@@ -90,6 +95,19 @@ enum PolicyCommand {
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         at: Option<OffsetDateTime>,
     },
+    /// Validate FILE and write its signed bundle (the policy bytes, an ed25519 signature over
+    /// them and the signer's key id) for nodes with policy.trusted_keys; print its serial,
+    /// sha256 and key id. An invalid policy is not signed.
+    Sign {
+        /// The signer's private key (from `portcullis keys generate`).
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// Where to write the bundle (default: FILE.bundle).
+        #[arg(long, value_name = "BUNDLE")]
+        out: Option<PathBuf>,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Transparency counts per jurisdiction, authority type and action over [SINCE, UNTIL):
     /// orders received in the period and orders in effect during it.
     Report {
@@ -103,6 +121,20 @@ enum PolicyCommand {
         until: OffsetDateTime,
         #[arg(long, value_enum, default_value = "markdown")]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Write a new ed25519 key pair: OUT/NAME.key (PKCS#8 PEM, mode 0600; keep it secret) and
+    /// OUT/NAME.pub (PEM public key, for policy.trusted_keys). Never overwrites a key.
+    Generate {
+        /// The folder to write into (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// The file name stem of both keys.
+        #[arg(long, default_value = "legal")]
+        name: String,
     },
 }
 
@@ -213,6 +245,9 @@ fn main() -> ExitCode {
             Err(e) => report(Err(e.into())),
         },
         Command::Policy { command } => policy(command),
+        Command::Keys {
+            command: KeysCommand::Generate { out, name },
+        } => output(portcullis::cli::keys_generate(&out, &name)),
         Command::Audit {
             command: AuditCommand::Verify { path },
         } => output(portcullis::cli::audit_verify(&path)),
@@ -228,6 +263,9 @@ fn main() -> ExitCode {
 fn policy(command: PolicyCommand) -> ExitCode {
     use portcullis::cli::{ExplainRequest, ReportFormat};
     output(match command {
+        PolicyCommand::Sign { key, out, file } => {
+            return output(portcullis::cli::policy_sign(&key, &file, out.as_deref()));
+        }
         PolicyCommand::Check { file, at } => {
             portcullis::cli::policy_check(&file, at.unwrap_or_else(OffsetDateTime::now_utc))
         }

@@ -221,6 +221,7 @@ pub struct PolicyMetrics {
     blocked: IntCounterVec,
     dry_run: IntCounterVec,
     cut: IntCounterVec,
+    bundles_refused: IntCounterVec,
 }
 
 /// Reload outcomes, the `result` label of `portcullis_policy_reloads_total`.
@@ -232,6 +233,14 @@ impl PolicyMetrics {
         for r in RELOAD_RESULTS {
             self.reloads.with_label_values(&[r]);
         }
+        for r in crate::bundle::REFUSAL_REASONS {
+            self.bundles_refused.with_label_values(&[r]);
+        }
+    }
+
+    /// Counts one refused bundle; `reason` is one of [`crate::bundle::REFUSAL_REASONS`].
+    pub fn bundle_refused(&self, reason: &str) {
+        self.bundles_refused.with_label_values(&[reason]).inc();
     }
 
     /// Counts one reload attempt; `result` is one of [`RELOAD_RESULTS`].
@@ -423,6 +432,13 @@ impl Metrics {
                 ),
                 &["order"],
             )),
+            bundles_refused: must(IntCounterVec::new(
+                Opts::new(
+                    "portcullis_policy_bundles_refused_total",
+                    "Policy bundles refused (policy.trusted_keys set), by reason: unsigned, bad_signature, untrusted_key, malformed, serial (lower or unchanged serial).",
+                ),
+                &["reason"],
+            )),
         };
         let cache = CacheMetrics {
             requests: must(IntCounterVec::new(
@@ -476,6 +492,7 @@ impl Metrics {
             Box::new(policy.blocked.clone()),
             Box::new(policy.dry_run.clone()),
             Box::new(policy.cut.clone()),
+            Box::new(policy.bundles_refused.clone()),
             Box::new(cache.requests.clone()),
             Box::new(cache.bytes.clone()),
             Box::new(cache.objects.clone()),

@@ -3,18 +3,23 @@
 //! exchanges a change newly blocks, the audit trail and the metrics.
 //!
 //! ```text
-//!  start:  policy.file ──parse──▶ ok: persist state_dir/policy.last-good.yaml
+//!  start:  policy.file ──verify──▶ parse ──▶ ok: persist state_dir/policy.last-good.yaml
 //!            │ broken or missing
 //!            └──▶ state_dir/policy.last-good.yaml ──▶ ok: serve it, report the file's errors
 //!                   │ none either
 //!                   └──▶ refuse to start, saying why (fail closed)
 //!  reload: watch (directory; debounced) │ SIGHUP │ POST /admin/policy/reload │ hash check
-//!            ──▶ read, sha256 (same as running: nothing to do) ──▶ parse ──▶ serial rule
+//!            ──▶ read, sha256 (as running: nothing to do) ──▶ verify ──▶ parse ──▶ serial rule
 //!            ──▶ compile ──▶ swap ──▶ persist last good ──▶ audit ──▶ cut newly blocked
 //!          any failure: the running table stays; counted, logged, audited
 //!  tick:   every min(1 s, close_grace / 2): order states by the clock; an order that became
 //!          effective or ended is audited, and a newly effective one cuts what it blocks
 //! ```
+//!
+//! `verify` applies only with `policy.trusted_keys`: the file must then be a bundle one of the
+//! keys signed ([`crate::bundle`]), checked before anything inside it is parsed, and the last
+//! good copy is that verified bundle (verified again at start-up). A refused bundle is counted
+//! by reason and audited as `bundle_refused`.
 //!
 //! The pure decisions live in `portcullis-policy`; this module owns every clock, file and lock.
 
@@ -32,6 +37,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::audit::{AuditLog, event};
+use crate::bundle::BundleError;
 use crate::config::PolicyConfig;
 use crate::metrics::PolicyMetrics;
 
@@ -108,6 +114,9 @@ pub enum Outcome {
     Invalid(String),
     /// The serial rule refused it (a rollback, or a change without a new serial).
     Refused(String),
+    /// `trusted_keys` is set and the file is not a bundle that verifies, or its serial is not
+    /// higher (counted in `portcullis_policy_bundles_refused_total{reason}`).
+    BundleRefused(BundleRefusal),
     /// The file could not be read.
     Error(String),
 }
@@ -118,7 +127,7 @@ impl Outcome {
         match self {
             Outcome::Applied { .. } | Outcome::Unchanged { .. } | Outcome::Skipped => "success",
             Outcome::Invalid(_) => "invalid",
-            Outcome::Refused(_) => "refused",
+            Outcome::Refused(_) | Outcome::BundleRefused(_) => "refused",
             Outcome::Error(_) => "error",
         }
     }
@@ -126,7 +135,28 @@ impl Outcome {
     pub fn error(&self) -> Option<&str> {
         match self {
             Outcome::Invalid(e) | Outcome::Refused(e) | Outcome::Error(e) => Some(e),
+            Outcome::BundleRefused(r) => Some(&r.message),
             _ => None,
+        }
+    }
+}
+
+/// Why a bundle was refused, as counted and audited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleRefusal {
+    /// One of [`crate::bundle::REFUSAL_REASONS`].
+    pub reason: &'static str,
+    /// The signer the bundle names, when it names one.
+    pub key_id: Option<String>,
+    pub message: String,
+}
+
+impl BundleRefusal {
+    fn of(path: &Path, e: &BundleError) -> BundleRefusal {
+        BundleRefusal {
+            reason: e.reason(),
+            key_id: e.key_id().map(str::to_owned),
+            message: format!("{}: {e}", path.display()),
         }
     }
 }
@@ -276,6 +306,22 @@ fn parse_policy(path: &Path, bytes: &[u8]) -> Result<Policy, Outcome> {
         .map_err(|errors| Outcome::Invalid(errors.to_string()))
 }
 
+/// The policy inside a file's bytes, and the key that signed them: with `trusted_keys` the
+/// bytes must be a bundle, verified before anything in it is parsed; without, a plain file.
+fn load_bytes(
+    cfg: &PolicyConfig,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(Policy, Option<String>), Outcome> {
+    if cfg.trusted_keys.is_empty() {
+        return parse_policy(path, bytes).map(|p| (p, None));
+    }
+    let verified = crate::bundle::open(bytes, &cfg.trusted_keys)
+        .map_err(|e| Outcome::BundleRefused(BundleRefusal::of(path, &e)))?;
+    let policy = parse_policy(path, &verified.policy)?;
+    Ok((policy, Some(verified.key_id)))
+}
+
 /// What reading `path` found: the bytes, and their content key (the sha256, or why the file
 /// cannot be read).
 fn read_keyed(path: &Path) -> (std::io::Result<Vec<u8>>, String) {
@@ -284,12 +330,12 @@ fn read_keyed(path: &Path) -> (std::io::Result<Vec<u8>>, String) {
     (read, key)
 }
 
-/// Reads and parses a policy file: `(policy, sha256, bytes)`, or the failure with the content
-/// key that stands for it.
-fn read_policy(path: &Path) -> Result<(Policy, String, Vec<u8>), LoadFailure> {
+/// Reads and parses a policy file (verifying it first when it must be a bundle):
+/// `(policy, sha256, bytes)`, or the failure with the content key that stands for it.
+fn read_policy(cfg: &PolicyConfig, path: &Path) -> Result<(Policy, String, Vec<u8>), LoadFailure> {
     let (read, key) = read_keyed(path);
     let loaded = match read {
-        Ok(bytes) => parse_policy(path, &bytes).map(|p| (p, bytes)),
+        Ok(bytes) => load_bytes(cfg, path, &bytes).map(|(p, _)| (p, bytes)),
         Err(e) => Err(Outcome::Error(format!(
             "cannot read {}: {e}",
             path.display()
@@ -328,8 +374,12 @@ impl PolicyRuntime {
             }
         };
         let last_good_path = cfg.state_dir.join(LAST_GOOD);
-        let from_file = read_policy(&cfg.file);
-        let from_last_good = || read_policy(&last_good_path);
+        let from_file = read_policy(cfg, &cfg.file);
+        // A last good copy is verified again: one the configured keys no longer accept is
+        // not used.
+        let from_last_good = || read_policy(cfg, &last_good_path);
+        // A bundle refused at start-up is counted and audited like one refused by a reload.
+        let mut refused_bundle = None;
         let now = SystemTime::now();
         // The file content found wanting at start-up, so the hash check does not retry it.
         let mut bad_key = None;
@@ -344,6 +394,13 @@ impl PolicyRuntime {
                 match refused {
                     Some((good, good_sha, reason)) => {
                         tracing::error!(file = %cfg.file.display(), %reason, "policy file refused at start-up; enforcing the last good copy");
+                        if !cfg.trusted_keys.is_empty() {
+                            refused_bundle = Some(BundleRefusal {
+                                reason: "serial",
+                                key_id: None,
+                                message: reason.clone(),
+                            });
+                        }
                         bad_key = Some(sha);
                         (good, good_sha, Source::LastGood, Some(reason))
                     }
@@ -355,6 +412,9 @@ impl PolicyRuntime {
             }
             Err((outcome, key)) => {
                 bad_key = key;
+                if let Outcome::BundleRefused(r) = &outcome {
+                    refused_bundle = Some(r.clone());
+                }
                 let file_error = outcome.error().unwrap_or_default().to_owned();
                 match from_last_good() {
                     Ok((good, good_sha, _)) => {
@@ -413,6 +473,9 @@ impl PolicyRuntime {
         });
         if let Some(bytes) = applied_bytes {
             rt.persist_last_good(&bytes);
+        }
+        if let Some(r) = &refused_bundle {
+            rt.bundle_refused(Trigger::Startup, r);
         }
         rt.metrics
             .serial
@@ -484,7 +547,24 @@ impl PolicyRuntime {
         }
     }
 
-    fn audit(&self, event: &str, fields: Value) {
+    /// Counts and audits a refused bundle (the caller logs it).
+    fn bundle_refused(&self, trigger: Trigger, r: &BundleRefusal) {
+        self.metrics.bundle_refused(r.reason);
+        self.audit(
+            event::BUNDLE_REFUSED,
+            json!({
+                "trigger": trigger.as_str(),
+                "reason": r.reason,
+                "key_id": r.key_id,
+                "error": r.message,
+            }),
+        );
+    }
+
+    fn audit(&self, event: &str, mut fields: Value) {
+        if let (Some(node), Some(map)) = (&self.cfg.node_id, fields.as_object_mut()) {
+            map.insert("node".to_owned(), Value::String(node.clone()));
+        }
         if let Some(log) = lock(&self.audit).as_mut() {
             if let Err(e) = log.append(event, fields) {
                 tracing::error!(event, error = %crate::error::Chain(&e), "cannot write the audit log");
@@ -549,6 +629,10 @@ impl PolicyRuntime {
                     json!({ "trigger": trigger.as_str(), "error": e }),
                 );
             }
+            Outcome::BundleRefused(r) => {
+                tracing::error!(trigger = trigger.as_str(), reason = r.reason, key_id = r.key_id.as_deref(), error = %r.message, "policy bundle refused; keeping the running table");
+                self.bundle_refused(trigger, r);
+            }
             Outcome::Refused(e) => {
                 tracing::error!(trigger = trigger.as_str(), reason = %e, "policy reload refused; keeping the running table");
                 self.audit(
@@ -572,13 +656,13 @@ impl PolicyRuntime {
             return Outcome::Skipped;
         }
         let loaded = match read {
-            Ok(bytes) => parse_policy(&self.cfg.file, &bytes).map(|p| (p, bytes)),
+            Ok(bytes) => load_bytes(&self.cfg, &self.cfg.file, &bytes).map(|p| (p, bytes)),
             Err(e) => Err(Outcome::Error(format!(
                 "cannot read {}: {e}",
                 self.cfg.file.display()
             ))),
         };
-        let (policy, bytes) = match loaded {
+        let ((policy, key_id), bytes) = match loaded {
             Ok(ok) => ok,
             Err(outcome) => {
                 lock(&self.status).last_bad_sha = Some(sha);
@@ -597,6 +681,14 @@ impl PolicyRuntime {
             Ok(diff) => diff,
             Err(e) => {
                 lock(&self.status).last_bad_sha = Some(sha);
+                if !self.cfg.trusted_keys.is_empty() {
+                    // A replayed older bundle is genuinely signed: the serial is what refuses it.
+                    return Outcome::BundleRefused(BundleRefusal {
+                        reason: "serial",
+                        key_id,
+                        message: format!("{}: {e}", self.cfg.file.display()),
+                    });
+                }
                 return Outcome::Refused(e.to_string());
             }
         };
@@ -638,6 +730,7 @@ impl PolicyRuntime {
                 "previous_serial": running.table.serial(),
                 "sha256": sha,
                 "source": "file",
+                "key_id": key_id,
                 "orders": orders,
                 "added": diff.added,
                 "removed": diff.removed,
@@ -1085,6 +1178,32 @@ mod tests {
         assert!(refusal(5, 5, "a", "b").is_some());
         assert!(refusal(5, 5, "a", "a").is_none());
         assert!(refusal(5, 6, "a", "b").is_none());
+    }
+
+    #[test]
+    fn audit_records_name_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.yaml");
+        std::fs::write(
+            &file,
+            "serial: 1\nblocked_by: \"https://edge.example.net/legal\"\norders: []\n",
+        )
+        .unwrap();
+        let cfg = PolicyConfig {
+            file,
+            state_dir: dir.path().join("state"),
+            close_grace: Duration::from_secs(5),
+            check_interval: Duration::from_secs(1),
+            source: crate::config::PolicySource::File,
+            trusted_keys: Vec::new(),
+            node_id: Some("edge-fra-01".to_owned()),
+        };
+        let rt = PolicyRuntime::start(&cfg, crate::metrics::Metrics::new().policy).unwrap();
+        drop(rt);
+        let audit = std::fs::read_to_string(cfg.state_dir.join(AUDIT_LOG)).unwrap();
+        let first: Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+        assert_eq!(first["event"], event::POLICY_LOADED);
+        assert_eq!(first["node"], "edge-fra-01");
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! - [`policy`]: legal-order policy files built in code, the running proxy's policy files
 //!   changed the way deploy tools change them (rename, in place, symlink swap), and the admin
 //!   policy endpoints.
+//! - [`bundle`]: a [`bundle::Signer`] that turns policy files into signed bundles, and a
+//!   tampered bundle.
 //! - [`body`]: bodies generated on the fly (never held in memory) and a byte counter.
 //! - [`mmdb`]: a writer of MaxMind DB (`.mmdb`) files, for GeoIP tests and fixtures.
 //! - [`cache`]: a [`ScriptedOrigin`] answering what the test scripts per path (and recording
@@ -30,6 +32,7 @@
 //! host beyond loopback.
 
 pub mod body;
+pub mod bundle;
 pub mod cache;
 pub mod canned;
 pub mod client;

@@ -142,6 +142,15 @@ impl TestProxy {
         self
     }
 
+    /// `policy.trusted_keys`: the policy file must then be a bundle signed by one of `keys`.
+    pub fn trusted_keys(self, keys: &[&Path]) -> TestProxy {
+        let list: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{:?}", k.display().to_string()))
+            .collect();
+        self.policy_key("trusted_keys", &format!("[{}]", list.join(", ")))
+    }
+
     /// A `policy:` section whose file does not exist.
     pub fn policy_missing(mut self) -> TestProxy {
         self.policy_setup().text = None;

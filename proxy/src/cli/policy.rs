@@ -27,6 +27,9 @@ pub enum PolicyCommandError {
     /// Every error in the file, one per line, each naming file, line, order id and key.
     #[error(transparent)]
     Invalid(#[from] PolicyErrors),
+    /// `policy.trusted_keys` is set and the file is not a bundle one of them signed.
+    #[error("{}", refusal)]
+    Bundle { refusal: String },
     /// `--country` is not two letters.
     #[error("{0:?} is not a country code (two letters, e.g. DE)")]
     BadCountry(String),
@@ -65,7 +68,38 @@ pub fn load_policy(path: &Path) -> Result<Policy, PolicyCommandError> {
         path: path.to_owned(),
         source,
     })?;
+    // A signed bundle is not a policy file: say so rather than list its JSON keys as errors.
+    if let Err(crate::bundle::BundleError::UntrustedKey { key_id }) =
+        crate::bundle::open(text.as_bytes(), &[])
+    {
+        return Err(PolicyCommandError::Bundle {
+            refusal: format!(
+                "{}: a signed bundle (key {key_id}), not a policy file: check the policy file it was signed from, or the bundle with `portcullis check --config` and its trusted_keys\n",
+                path.display()
+            ),
+        });
+    }
     Ok(Policy::parse(&text, &path.display().to_string())?)
+}
+
+/// Verifies a bundle against `trusted` (as a node with `policy.trusted_keys` does), then
+/// validates the policy inside it.
+pub fn load_bundle(
+    path: &Path,
+    trusted: &[crate::bundle::TrustedKey],
+) -> Result<Policy, PolicyCommandError> {
+    let bytes = std::fs::read(path).map_err(|source| PolicyCommandError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let verified =
+        crate::bundle::open(&bytes, trusted).map_err(|e| PolicyCommandError::Bundle {
+            refusal: format!("{}: {e} [{}]\n", path.display(), e.reason()),
+        })?;
+    let text = std::str::from_utf8(&verified.policy).map_err(|_| PolicyCommandError::Bundle {
+        refusal: format!("{}: the signed policy is not UTF-8 text\n", path.display()),
+    })?;
+    Ok(Policy::parse(text, &path.display().to_string())?)
 }
 
 /// A time argument: RFC 3339 (`2026-11-21T00:00:00Z`) or a date (`2026-11-21`, midnight UTC).

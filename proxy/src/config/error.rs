@@ -106,6 +106,18 @@ pub enum ConfigErrorKind {
     BadFraction { value: f64 },
     #[error("{value:?} is not a valid header name")]
     BadHeaderName { value: String },
+    #[error("unusable trusted key")]
+    Key(#[source] crate::bundle::KeyError),
+    #[error("key {id} is listed twice (also as {other})")]
+    DuplicateKey { id: String, other: String },
+    #[error(
+        "policy source {value:?} is not available in this version (only \"file\"; etcd distribution is not built yet)"
+    )]
+    SourceNotAvailable { value: String },
+    #[error("{value:?} is not a policy source (file)")]
+    BadSource { value: String },
+    #[error("{value:?} is not a node id (1 to 64 bytes of letters, digits, '-', '_' and '.')")]
+    BadNodeId { value: String },
     #[error("insecure_skip_verify accepts any certificate, so ca_file would be ignored; set one")]
     InsecureWithCa,
 }

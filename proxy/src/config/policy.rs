@@ -13,7 +13,7 @@ use serde_saphyr::Spanned;
 
 use super::raw::{RawGeoip, RawPolicy};
 use super::validate::Validator;
-use super::{ConfigErrorKind, GeoipConfig, PolicyConfig};
+use super::{ConfigErrorKind, GeoipConfig, PolicyConfig, PolicySource};
 
 /// Default of `policy.close_grace`.
 pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -82,8 +82,34 @@ impl Validator<'_> {
             state_dir,
             close_grace,
             check_interval,
+            source,
+            trusted_keys,
         } = &raw.value;
         let before = self.errors.len();
+        let source = match source {
+            None => PolicySource::File,
+            Some(s) => match s.value.trim() {
+                "file" => PolicySource::File,
+                "etcd" => {
+                    let value = s.value.clone();
+                    self.err(
+                        s,
+                        "policy.source",
+                        ConfigErrorKind::SourceNotAvailable { value },
+                    );
+                    PolicySource::File
+                }
+                _ => {
+                    let value = s.value.clone();
+                    self.err(s, "policy.source", ConfigErrorKind::BadSource { value });
+                    PolicySource::File
+                }
+            },
+        };
+        let trusted_keys = trusted_keys
+            .as_ref()
+            .map(|k| self.trusted_keys(k))
+            .unwrap_or_default();
         if file.value.trim().is_empty() {
             self.err(file, "policy.file", ConfigErrorKind::Empty);
         }
@@ -106,7 +132,60 @@ impl Validator<'_> {
             state_dir: self.base.join(&state_dir.value),
             close_grace,
             check_interval,
+            source,
+            trusted_keys,
+            node_id: None,
         })
+    }
+
+    /// `policy.trusted_keys`: every key loaded now, so `check` refuses what start-up would.
+    fn trusted_keys(
+        &mut self,
+        raw: &Spanned<Vec<Spanned<String>>>,
+    ) -> Vec<crate::bundle::TrustedKey> {
+        if raw.value.is_empty() {
+            // An empty list would trust nothing, or (read loosely) everything: neither is meant.
+            self.err(raw, "policy.trusted_keys", ConfigErrorKind::Empty);
+        }
+        let mut keys: Vec<crate::bundle::TrustedKey> = Vec::new();
+        for (i, k) in raw.value.iter().enumerate() {
+            let key = format!("policy.trusted_keys[{i}]");
+            if k.value.trim().is_empty() {
+                self.err(k, key, ConfigErrorKind::Empty);
+                continue;
+            }
+            match crate::bundle::load_public_key(&self.base.join(&k.value)) {
+                Ok(loaded) => {
+                    if let Some(other) = keys.iter().find(|o| o.id == loaded.id) {
+                        let kind = ConfigErrorKind::DuplicateKey {
+                            id: loaded.id.clone(),
+                            other: other.path.display().to_string(),
+                        };
+                        self.err(k, key, kind);
+                    } else {
+                        keys.push(loaded);
+                    }
+                }
+                Err(e) => self.err(k, key, ConfigErrorKind::Key(e)),
+            }
+        }
+        keys
+    }
+
+    /// The top-level `node_id`: a name safe in logs, audit records and (later) store keys.
+    pub(super) fn node_id(&mut self, raw: &Spanned<String>) -> Option<String> {
+        let v = &raw.value;
+        let ok = !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Some(v.clone())
+        } else {
+            let value = v.clone();
+            self.err(raw, "node_id", ConfigErrorKind::BadNodeId { value });
+            None
+        }
     }
 
     pub(super) fn geoip_section(&mut self, raw: &Spanned<RawGeoip>) -> Option<GeoipConfig> {

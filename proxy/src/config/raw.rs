@@ -8,6 +8,8 @@ use serde_saphyr::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) node_id: Option<Spanned<String>>,
     pub(crate) listeners: Spanned<Vec<Spanned<RawListener>>>,
     #[serde(default)]
     pub(crate) admin: Option<Spanned<RawAdmin>>,
@@ -55,6 +57,10 @@ pub(crate) struct RawPolicy {
     pub(crate) close_grace: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) check_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) source: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) trusted_keys: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

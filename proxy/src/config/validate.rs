@@ -13,7 +13,7 @@ use super::raw::{RawAdmin, RawCache, RawConfig, RawLimits, RawLogging, RawSite, 
 use super::units;
 use super::{
     AdminConfig, CacheConfig, Config, ConfigError, ConfigErrorKind, Limits, Logging,
-    MIN_HEADER_SIZE, OriginConfig, SiteConfig,
+    MIN_HEADER_SIZE, OriginConfig, PolicyConfig, SiteConfig,
 };
 
 /// Upper bound of `limits.max_connections`: far above what one machine holds open, and within
@@ -46,6 +46,7 @@ impl Validator<'_> {
 
     pub(super) fn config(&mut self, raw: RawConfig) -> Config {
         let RawConfig {
+            node_id,
             listeners,
             admin,
             limits,
@@ -62,7 +63,13 @@ impl Validator<'_> {
         }
         let out_listeners = self.listeners(listeners.value, tls.as_ref(), &mut seen_addrs);
         let tls = tls.and_then(|t| self.tls_section(&t));
-        let policy = policy.and_then(|p| self.policy_section(&p));
+        let node_id = node_id.and_then(|n| self.node_id(&n));
+        let policy = policy
+            .and_then(|p| self.policy_section(&p))
+            .map(|p| PolicyConfig {
+                node_id: node_id.clone(),
+                ..p
+            });
         let geoip = geoip.and_then(|g| self.geoip_section(&g));
         let admin = admin.and_then(|a| self.admin(a.value, &mut seen_addrs));
         let limits = limits.map_or_else(Limits::default, |l| self.limits(l.value));
@@ -81,6 +88,7 @@ impl Validator<'_> {
             .collect();
         Config {
             source: None,
+            node_id,
             listeners: out_listeners,
             admin,
             limits,

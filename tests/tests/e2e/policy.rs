@@ -11,6 +11,7 @@ mod clock;
 mod cut;
 mod geo;
 mod reload;
+mod signed;
 mod startup;
 mod tls;
 
