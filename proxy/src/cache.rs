@@ -74,6 +74,10 @@ impl Clock {
 pub struct Cache {
     store: Store,
     inflight: Inflight,
+    /// Bytes the tees of responses being stored hold now; bounded by `max_size` too, so many
+    /// large fills at once cannot take more memory than the cache may (a tee that cannot get
+    /// its bytes lets its response stream on unstored).
+    filling: AtomicU64,
     cfg: CacheConfig,
     clock: Clock,
     metrics: CacheMetrics,
@@ -284,6 +288,7 @@ impl Cache {
         Cache {
             store: Store::new(cfg.max_size, metrics.clone()),
             inflight: Inflight::default(),
+            filling: AtomicU64::new(0),
             cfg,
             clock,
             metrics,
@@ -710,14 +715,21 @@ impl Cache {
             vary,
             secondary,
         };
-        let tee = Tee {
+        let mut tee = Tee {
             cache: self.clone(),
             hash,
             object: Some(object),
-            buf: BytesMut::with_capacity(length.unwrap_or(0) as usize),
+            buf: BytesMut::new(),
+            reserved: 0,
             limit: self.cfg.max_object_size,
             guard,
         };
+        if let Some(n) = length {
+            if !tee.reserve(n) {
+                return Err("busy");
+            }
+            tee.buf.reserve(n as usize);
+        }
         resp.body_mut().set_tee(Box::new(tee));
         Ok(lifetime)
     }
@@ -889,14 +901,35 @@ pub struct Tee {
     hash: u64,
     object: Option<NewObject>,
     buf: BytesMut,
+    /// Bytes of `Cache::filling` this tee holds.
+    reserved: u64,
     limit: u64,
     guard: Option<FillGuard>,
 }
 
 impl Tee {
-    /// Copies a chunk; `false` once the response is too large to store (drop the tee then).
+    /// Takes `total` bytes (all this tee will hold) from the fill budget; false when the
+    /// response is too large or the budget is spent.
+    fn reserve(&mut self, total: u64) -> bool {
+        if total > self.limit {
+            return false;
+        }
+        let more = total.saturating_sub(self.reserved);
+        let budget = self.cache.cfg.max_size;
+        let before = self.cache.filling.fetch_add(more, Ordering::Relaxed);
+        if before + more > budget {
+            self.cache.filling.fetch_sub(more, Ordering::Relaxed);
+            return false;
+        }
+        self.reserved += more;
+        true
+    }
+
+    /// Copies a chunk; `false` once the response is too large to store, or the fill budget is
+    /// spent (drop the tee then).
     pub fn push(&mut self, data: &Bytes) -> bool {
-        if (self.buf.len() + data.len()) as u64 > self.limit {
+        let total = (self.buf.len() + data.len()) as u64;
+        if total > self.reserved && !self.reserve(total) {
             return false;
         }
         self.buf.extend_from_slice(data);
@@ -915,6 +948,14 @@ impl Tee {
             self.cache.store.insert(self.hash, Object::new(object));
         }
         drop(self.guard.take());
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        self.cache
+            .filling
+            .fetch_sub(self.reserved, Ordering::Relaxed);
     }
 }
 

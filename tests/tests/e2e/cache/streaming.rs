@@ -146,3 +146,50 @@ async fn a_response_under_max_object_size_is_stored() -> anyhow::Result<()> {
     assert_eq!(c.origin.requests("/fits"), 1);
     Ok(())
 }
+
+/// Bodies being stored count against `max_size` while they stream: with a 64 KiB cache, a
+/// second 40 KiB response arriving while the first is still being filled streams through
+/// unstored (`detail=busy`) instead of taking memory the cache does not have.
+#[tokio::test]
+async fn fills_in_progress_are_bounded_by_max_size() -> anyhow::Result<()> {
+    let c = Cached::with(|p| {
+        p.cache("max_size", "\"64KiB\"")
+            .cache("max_object_size", "\"48KiB\"")
+    })
+    .await?;
+    let release = Release::new();
+    let piece: &[u8] = &[b'p'; 1024];
+    let rest = 40 * 1024 - piece.len() as u64;
+    for path in ["/one", "/two"] {
+        let finished = Arc::new(AtomicBool::new(false));
+        c.origin.on(
+            path,
+            Answer::streamed(piece, &release, rest, true, &finished).cache_control("max-age=600"),
+        );
+    }
+    let mut first = H1::connect(c.proxy.addr()).await?;
+    let one = first.send(get(SHOP, "/one")).await?;
+    let status = CacheStatus::from_headers(one.headers()).expect("Cache-Status on /one");
+    assert!(status.stored, "the first fill has room: `{}`", status.raw);
+    let mut second = H1::connect(c.proxy.addr()).await?;
+    let two = second.send(get(SHOP, "/two")).await?;
+    let status = CacheStatus::from_headers(two.headers()).expect("Cache-Status on /two");
+    assert!(
+        !status.stored && status.detail_is("busy"),
+        "40 KiB more while 40 KiB are being filled does not fit 64 KiB: `{}`",
+        status.raw
+    );
+    release.open();
+    for (path, resp) in [("/one", one), ("/two", two)] {
+        let n = body::count(resp.into_body())
+            .await
+            .map_err(|(n, e)| anyhow::anyhow!("{path}: the body broke after {n} bytes: {e}"))?;
+        assert_eq!(n, 40 * 1024, "{path} arrives whole either way");
+    }
+    assert_hit(&c.get("/one").await?);
+    let again = c.get("/two").await?;
+    assert_stored(&again, "uri-miss");
+    assert_eq!(c.origin.requests("/one"), 1);
+    assert_eq!(c.origin.requests("/two"), 2);
+    Ok(())
+}
