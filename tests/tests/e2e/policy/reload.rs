@@ -145,15 +145,21 @@ async fn a_file_replaced_by_atomic_rename_is_applied_by_the_watch() -> anyhow::R
         1.0
     );
     assert!(reloads(&scrape, "success")? >= 2.0);
-    assert_eq!(
-        std::fs::read_to_string(proxy.policy_files().last_good())?,
-        suspended(serial).render(),
-        "the applied file is the new last good copy"
-    );
-    assert!(
-        proxy.policy_files().audit_lines()?.len() > audit_before,
-        "the change is audited"
-    );
+    // The last good copy and the audit record are written after the swap the admin endpoint
+    // already shows.
+    let want = suspended(serial).render();
+    eventually("the applied file is the new last good copy", || async {
+        let good = std::fs::read_to_string(proxy.policy_files().last_good())?;
+        anyhow::ensure!(good == want, "last good copy:\n{good}");
+        Ok(())
+    })
+    .await?;
+    eventually("the change is audited", || async {
+        let n = proxy.policy_files().audit_lines()?.len();
+        anyhow::ensure!(n > audit_before, "{n} audit lines, {audit_before} before");
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 

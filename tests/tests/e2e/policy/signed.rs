@@ -81,7 +81,13 @@ async fn a_signed_bundle_is_enforced_and_a_newer_one_applied() -> anyhow::Result
     let d = policy::describe(proxy.admin()).await?;
     assert_eq!(d["serial"], 6);
     assert_eq!(d["last_error"], serde_json::Value::Null);
-    assert_eq!(std::fs::read_to_string(files.last_good())?, newer);
+    // Written after the swap the admin endpoint already shows.
+    eventually("the newer bundle is the last good copy", || async {
+        let good = std::fs::read_to_string(files.last_good())?;
+        anyhow::ensure!(good == newer, "last good copy: {good}");
+        Ok(())
+    })
+    .await?;
     let loaded = audited(&files, "policy_loaded")?;
     assert_eq!(
         loaded.last().map(|l| l["key_id"].clone()),
