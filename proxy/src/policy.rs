@@ -549,7 +549,7 @@ impl PolicyRuntime {
 
     /// Counts and audits a refused bundle (the caller logs it).
     fn bundle_refused(&self, trigger: Trigger, r: &BundleRefusal) {
-        self.metrics.bundle_refused(r.reason);
+        // Audited before counted: whoever sees the count finds the record.
         self.audit(
             event::BUNDLE_REFUSED,
             json!({
@@ -559,6 +559,7 @@ impl PolicyRuntime {
                 "error": r.message,
             }),
         );
+        self.metrics.bundle_refused(r.reason);
     }
 
     fn audit(&self, event: &str, mut fields: Value) {
