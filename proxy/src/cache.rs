@@ -323,7 +323,8 @@ impl Cache {
         if !matches!(method, Method::GET | Method::HEAD) || has_body(&req) {
             return self.bypass(x, req).await;
         }
-        let target = target_of(&req).into_owned();
+        // Borrowed from the request: a hit allocates no key.
+        let target = target_of(&req);
         let dirs = rfc::request_directives(req.headers());
         let hash = self.store.hash(x.host, &target);
         let found = self.store.lookup(hash, x.host, &target, |names| {
@@ -348,6 +349,7 @@ impl Cache {
             Lookup::VaryMiss => "vary-miss",
             Lookup::Miss => "uri-miss",
         };
+        let target = target.into_owned();
         if dirs.dirs.only_if_cached {
             return Ok((self.only_if_cached(&x, miss), None));
         }

@@ -64,8 +64,6 @@ pub struct Shared {
     /// Legal orders, when the config has a `policy:` section.
     pub policy: Option<Arc<PolicyRuntime>>,
     pub geo: Arc<Geo>,
-    /// The cache's clock (see [`crate::cache::Clock`]).
-    pub clock: crate::cache::Clock,
     /// The shared cache, when a site has `cache: true`.
     pub cache: Option<Arc<crate::cache::Cache>>,
     no_site: Arc<SiteMetrics>,
@@ -86,10 +84,6 @@ impl Shared {
         Shared {
             policy,
             geo,
-            clock: cache
-                .as_ref()
-                .map(|c| c.clock().clone())
-                .unwrap_or_default(),
             cache,
             no_site: Arc::new(metrics.site(NO_SITE)),
             no_site_name: Arc::from(NO_SITE),

@@ -128,11 +128,10 @@ impl Proxy {
             }
         });
         let sites = SiteTable::new(&config.sites, &metrics).map_err(ServeError::Site)?;
-        let clock = crate::cache::Clock::default();
         let cache = config.sites.iter().any(|s| s.cache).then(|| {
             Arc::new(crate::cache::Cache::new(
                 config.cache.clone(),
-                clock.clone(),
+                crate::cache::Clock::default(),
                 metrics.cache.clone(),
             ))
         });
@@ -171,9 +170,14 @@ impl Proxy {
         })
     }
 
-    /// The clock the cache reads; tests move it forward instead of sleeping.
+    /// The clock the cache reads; tests move it forward instead of sleeping. Without a cache
+    /// (no site has `cache: true`) a clock nothing reads.
     pub fn cache_clock(&self) -> crate::cache::Clock {
-        self.shared.clock.clone()
+        self.shared
+            .cache
+            .as_ref()
+            .map(|c| c.clock().clone())
+            .unwrap_or_default()
     }
 
     /// The bound addresses of the proxy listeners, in config order.
