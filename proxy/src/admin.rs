@@ -1,7 +1,8 @@
 //! The admin listener, on its own address (loopback by default): `/healthz`, `/readyz`,
 //! `/metrics`, `GET /admin/policy[?orders=none]` (the running legal-order table), `GET
 //! /admin/policy/explain?host=&path=&country=&sni=[&at=]` (one decision and its reasons) and
-//! `POST /admin/policy/reload`, `POST /admin/purge` (the cache). Anything that is not a read requires the bearer token from
+//! `POST /admin/policy/reload`, `POST /admin/purge` (the cache), `POST /admin/config/reload`
+//! (re-read the config file; see [`crate::protection::reload`]). Anything that is not a read requires the bearer token from
 //! `admin.token_file` ([`authorized`]).
 
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct AdminState {
     pub policy: Option<Arc<PolicyRuntime>>,
     /// The shared cache, for `POST /admin/purge`.
     pub cache: Option<Arc<crate::cache::Cache>>,
+    /// Re-reads the config file, for `POST /admin/config/reload`.
+    pub config: Option<Arc<crate::protection::reload::ConfigReloader>>,
     pub token: Option<String>,
     /// Set when the proxy stops accepting: `/readyz` turns 503 so load balancers move away.
     pub draining: AtomicBool,
@@ -85,6 +88,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
         return match (req.method(), req.uri().path(), &state.policy) {
             (&Method::POST, "/admin/policy/reload", Some(policy)) => policy_reload(policy).await,
             (&Method::POST, "/admin/policy/reload", None) => no_policy(),
+            (&Method::POST, "/admin/config/reload", _) => config_reload(state.config.clone()).await,
             (&Method::POST, "/admin/purge", _) => match &state.cache {
                 Some(cache) => purge(cache, req).await,
                 None => text(
@@ -206,6 +210,40 @@ async fn purge(cache: &crate::cache::Cache, req: Request<Incoming>) -> Response<
     };
     tracing::info!(purged, request = %String::from_utf8_lossy(&body), "cache purge");
     json(StatusCode::OK, &serde_json::json!({ "purged": purged }))
+}
+
+/// `POST /admin/config/reload`: 200 `{"result": "applied", "restart_needed": [...]}`, or 422
+/// `{"result": "invalid", "errors": [...]}` with the running settings unchanged.
+async fn config_reload(
+    reloader: Option<Arc<crate::protection::reload::ConfigReloader>>,
+) -> Response<Full<Bytes>> {
+    let Some(reloader) = reloader else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "this proxy's config did not come from a file; nothing to reload\n",
+        );
+    };
+    // Reading and validating files blocks: off the async workers.
+    match tokio::task::spawn_blocking(move || reloader.reload()).await {
+        Ok(Ok(applied)) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "result": "applied",
+                "restart_needed": applied.restart_needed,
+            }),
+        ),
+        Ok(Err(errors)) => {
+            let list: Vec<String> = errors.errors.iter().map(ToString::to_string).collect();
+            json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({ "result": "invalid", "errors": list }),
+            )
+        }
+        Err(e) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &serde_json::json!({ "result": "error", "error": e.to_string() }),
+        ),
+    }
 }
 
 fn no_policy() -> Response<Full<Bytes>> {

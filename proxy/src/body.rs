@@ -1,13 +1,20 @@
 //! Body types that stream through the proxy without buffering.
 //!
 //! - [`RequestBody`]: the client's body on its way to the origin, counted and held to
-//!   `limits.max_request_body`.
+//!   `limits.max_request_body` and, when set, `limits.min_body_rate` (R.U.D.Y.: a body trickled
+//!   to hold a connection and an origin request open). The rate is the average since the body's
+//!   first poll; it is checked once `min_body_rate_grace` has passed, and only while the body
+//!   waits for the client.
 //! - [`ResponseBody`]: what the client receives: an origin's streamed body or a short body made
 //!   here. It carries the request's [`Completion`], which records metrics and writes the access
 //!   log line when the body ends or is dropped — the moment the exchange is really over.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 use crate::cache::Tee;
 use crate::complete::Completion;
@@ -25,6 +32,41 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// The client sent its body slower than `limits.min_body_rate`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body slower than the minimum of {rate} bytes/s")]
+pub struct SlowBody {
+    pub rate: u64,
+}
+
+/// The `min_body_rate` clock of one body (boxed: most bodies have none).
+#[derive(Debug)]
+struct MinRate {
+    rate: u64,
+    grace: Duration,
+    started: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// `portcullis_protection_rejected_total{reason="slow"}` of the site.
+    slow: prometheus::IntCounter,
+}
+
+impl MinRate {
+    /// Whether the body, waiting for the client, has fallen below the rate: it has `seen`
+    /// bytes, and is allowed `max(grace, seen / rate)` since it started.
+    fn expired(&mut self, cx: &mut Context<'_>, seen: u64) -> bool {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let earned = Duration::from_secs_f64(seen as f64 / self.rate as f64);
+        let deadline = started + self.grace.max(earned);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
 /// The exchange was cut because a legal order now blocks its host.
 #[derive(Debug, thiserror::Error)]
 #[error("cut: a legal order now blocks this host")]
@@ -39,6 +81,7 @@ pin_project_lite::pin_project! {
         seen: u64,
         limit: u64,
         counter: prometheus::IntCounter,
+        min_rate: Option<Box<MinRate>>,
     }
 
     impl PinnedDrop for RequestBody {
@@ -56,7 +99,23 @@ impl RequestBody {
             seen: 0,
             limit: limit.unwrap_or(u64::MAX),
             counter,
+            min_rate: None,
         }
+    }
+
+    /// Cuts the body when it arrives slower than `rate` bytes/s after `grace` (see the module
+    /// docs), counting the cut in `slow`. `None`: no minimum.
+    pub fn min_rate(mut self, min: Option<(u64, Duration)>, slow: &prometheus::IntCounter) -> Self {
+        self.min_rate = min.filter(|(rate, _)| *rate > 0).map(|(rate, grace)| {
+            Box::new(MinRate {
+                rate,
+                grace,
+                started: None,
+                timer: None,
+                slow: slow.clone(),
+            })
+        });
+        self
     }
 }
 
@@ -69,7 +128,21 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        let frame = match ready!(this.inner.poll_frame(cx)) {
+        if let Some(m) = this.min_rate.as_mut() {
+            m.started.get_or_insert_with(Instant::now);
+        }
+        let polled = this.inner.poll_frame(cx);
+        if polled.is_pending() {
+            if let Some(m) = this.min_rate.as_mut() {
+                if m.expired(cx, *this.seen) {
+                    m.slow.inc();
+                    let rate = m.rate;
+                    *this.min_rate = None;
+                    return Poll::Ready(Some(Err(Box::new(SlowBody { rate }))));
+                }
+            }
+        }
+        let frame = match ready!(polled) {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => return Poll::Ready(Some(Err(e))),
             None => return Poll::Ready(None),

@@ -93,6 +93,8 @@ pub struct Fwd {
     pub https: bool,
     pub trusted_peer: bool,
     pub max_request_body: Option<u64>,
+    /// `limits.min_body_rate` with its grace period, as this request's settings had it.
+    pub min_body_rate: Option<(u64, std::time::Duration)>,
 }
 
 impl Fwd {
@@ -136,7 +138,10 @@ type Answer = (Response<ResponseBody>, Option<http::uri::Authority>);
 async fn send(site: &Site, mut req: Request<ClientBody>, fwd: &Fwd) -> Result<Answer, ProxyError> {
     prepare_request(&mut req, &fwd.info(), false, site.h2)?;
     let counter = site.metrics.bytes_received.clone();
-    let req = req.map(|b| RequestBody::new(b, fwd.max_request_body, counter));
+    let slow = &site.metrics.rejected[crate::metrics::Rejected::Slow as usize];
+    let req = req.map(|b| {
+        RequestBody::new(b, fwd.max_request_body, counter).min_rate(fwd.min_body_rate, slow)
+    });
     let (resp, upstream) = forward(site, req, false).await?;
     Ok((resp, Some(upstream)))
 }

@@ -250,6 +250,9 @@ pub async fn run(config: &Config, grace: Duration) -> Result<(), ServeError> {
     if let Some(tls) = proxy.tls() {
         tokio::spawn(reload_on_sighup(tls));
     }
+    if let Some(reloader) = proxy.config_reloader() {
+        tokio::spawn(reload_config_on_sighup(reloader));
+    }
     if let Some(addr) = proxy.admin_addr() {
         tracing::info!(%addr, "admin listening");
     }
@@ -277,6 +280,29 @@ async fn reload_on_sighup(tls: Arc<Tls>) {
     }
     #[cfg(not(unix))]
     let _ = tls;
+}
+
+/// Re-reads the config file on every SIGHUP and applies its live settings (see
+/// [`crate::protection::reload`]); an invalid file is logged and changes nothing.
+async fn reload_config_on_sighup(reloader: Arc<crate::protection::reload::ConfigReloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload the config with POST /admin/config/reload");
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            let reloader = reloader.clone();
+            // The outcome is logged by `reload` itself.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 /// Resolves on SIGTERM or SIGINT.

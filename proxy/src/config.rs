@@ -8,6 +8,7 @@
 mod error;
 mod origin;
 mod policy;
+mod protection;
 mod raw;
 mod tls;
 mod units;
@@ -44,7 +45,55 @@ pub struct Config {
     /// The shared HTTP cache's bounds; the defaults apply when the section is absent. Only sites
     /// with `cache: true` use it.
     pub cache: CacheConfig,
+    /// Attack protection (per-client rate limits, connection caps, deny list, shedding); all
+    /// off when the section is absent.
+    pub protection: ProtectionConfig,
     pub sites: Vec<SiteConfig>,
+}
+
+/// A token bucket's refill rate and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Tokens added per second; 0 = no limit.
+    pub requests_per_second: u32,
+    /// The most tokens a bucket holds (requests allowed at once after a quiet spell).
+    pub burst: u32,
+}
+
+/// The `protection:` section (see docs/config.md, "protection").
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtectionConfig {
+    /// Peers whose X-Forwarded-For names the client; `None` = `geoip.trusted_proxies`.
+    pub trusted_proxies: Option<Vec<Cidr>>,
+    /// `per_client.requests_per_second` / `burst`.
+    pub per_client: RateLimit,
+    /// `per_client.max_connections`: concurrent connections per client; 0 = no cap.
+    pub max_connections: u32,
+    /// `per_site`: a site's own rate, by site name (validated to exist).
+    pub per_site: Vec<(String, RateLimit)>,
+    /// Clients refused outright: closed at accept, or 403 when named by a trusted proxy.
+    pub deny: Vec<Cidr>,
+    /// The most clients whose state is kept (oldest evicted first).
+    pub max_tracked_clients: usize,
+    /// `shed.max_inflight_requests`: beyond it, 503 with Retry-After; 0 = off.
+    pub shed_max_inflight: usize,
+}
+
+impl Default for ProtectionConfig {
+    fn default() -> Self {
+        ProtectionConfig {
+            trusted_proxies: None,
+            per_client: RateLimit {
+                requests_per_second: 0,
+                burst: 0,
+            },
+            max_connections: 0,
+            per_site: Vec::new(),
+            deny: Vec::new(),
+            max_tracked_clients: 1_000_000,
+            shed_max_inflight: 0,
+        }
+    }
 }
 
 /// The `cache:` section.
@@ -160,6 +209,15 @@ pub struct Limits {
     /// `None` means unlimited (`0` in the file).
     pub max_request_body: Option<u64>,
     pub max_header_size: usize,
+    /// Request bodies slower than this many bytes per second (on average since the body
+    /// started, once `min_body_rate_grace` has passed) are cut; `None` = no minimum.
+    pub min_body_rate: Option<u64>,
+    pub min_body_rate_grace: Duration,
+    /// HTTP/2: streams a client may have open at once on one connection.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: the largest header list (HPACK-decoded, RFC 9113 §6.5.2) accepted; it also
+    /// bounds CONTINUATION floods. Defaults to `max_header_size`.
+    pub max_header_list_size: u32,
 }
 
 impl Default for Limits {
@@ -170,6 +228,10 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_request_body: Some(100 << 20),
             max_header_size: 64 << 10,
+            min_body_rate: None,
+            min_body_rate_grace: Duration::from_secs(5),
+            h2_max_concurrent_streams: 256,
+            max_header_list_size: 64 << 10,
         }
     }
 }
@@ -267,6 +329,8 @@ impl Config {
 
 #[cfg(test)]
 mod bundle_tests;
+#[cfg(test)]
+mod protection_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

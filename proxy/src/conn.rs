@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -44,11 +44,16 @@ pub struct ConnState {
     h2: AtomicBool,
     /// Whether the first read has been looked at for the HTTP/2 preface.
     sniffed: AtomicBool,
+    /// Requests in flight on every connection of the proxy (load shedding).
+    global_in_flight: Arc<AtomicUsize>,
 }
 
 impl ConnState {
-    pub fn new() -> Arc<ConnState> {
+    /// `global_in_flight` counts the requests of every connection (see
+    /// [`ConnState::request_started`]).
+    pub fn new(global_in_flight: Arc<AtomicUsize>) -> Arc<ConnState> {
         Arc::new(ConnState {
+            global_in_flight,
             in_flight: AtomicU32::new(0),
             awaiting_origin: AtomicU32::new(0),
             touched: AtomicBool::new(false),
@@ -60,13 +65,15 @@ impl ConnState {
         })
     }
 
-    /// The handler received a complete request head. The request counts as in flight until the
-    /// returned guard is dropped (response finished, or the exchange abandoned).
-    pub fn request_started(self: &Arc<Self>) -> InFlight {
+    /// The handler received a complete request head. The request counts as in flight (here and
+    /// in the proxy-wide count) until the returned guard is dropped (response finished, or the
+    /// exchange abandoned). Also returns how many requests were in flight proxy-wide before it.
+    pub fn request_started(self: &Arc<Self>) -> (InFlight, usize) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let before = self.global_in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_pending.store(false, Ordering::Relaxed);
         self.head_started_ms.store(0, Ordering::Relaxed);
-        InFlight(self.clone())
+        (InFlight(self.clone()), before)
     }
 
     /// The request is waiting for its origin's response headers until the guard drops; the
@@ -130,6 +137,7 @@ pub struct InFlight(Arc<ConnState>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.global_in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.touched.store(true, Ordering::Relaxed);
     }
 }

@@ -66,6 +66,8 @@ pub enum ProxyError {
     UnsupportedTransferCoding,
     #[error("request body larger than the limit")]
     BodyTooLarge,
+    #[error("request body slower than limits.min_body_rate")]
+    SlowBody,
     #[error("request carries both Content-Length and Transfer-Encoding, or conflicting lengths")]
     AmbiguousLength,
     #[error("client request body failed")]
@@ -109,6 +111,7 @@ impl ProxyError {
             | ProxyError::HeadTooLarge
             | ProxyError::UnsupportedTransferCoding
             | ProxyError::BodyTooLarge
+            | ProxyError::SlowBody
             | ProxyError::AmbiguousLength
             | ProxyError::ClientBody(_) => ErrorSource::Downstream,
             ProxyError::UpstreamConnect { .. }
@@ -135,6 +138,7 @@ impl ProxyError {
             | ProxyError::MisdirectedForPolicy => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::SlowBody => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamReset { .. }
             | ProxyError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
@@ -162,6 +166,7 @@ impl ProxyError {
             | ProxyError::HeadTooLarge
             | ProxyError::UnsupportedTransferCoding
             | ProxyError::BodyTooLarge
+            | ProxyError::SlowBody
             | ProxyError::AmbiguousLength
             | ProxyError::ClientBody(_)
             | ProxyError::Internal(_) => None,
@@ -191,6 +196,7 @@ impl ProxyError {
         if matches!(
             self,
             ProxyError::BodyTooLarge
+                | ProxyError::SlowBody
                 | ProxyError::AmbiguousLength
                 | ProxyError::ClientBody(_)
                 | ProxyError::MalformedHead(_)
@@ -228,6 +234,7 @@ mod tests {
             ),
             (ProxyError::MethodNotAllowed, 405, ErrorSource::Downstream),
             (ProxyError::BodyTooLarge, 413, ErrorSource::Downstream),
+            (ProxyError::SlowBody, 408, ErrorSource::Downstream),
             (ProxyError::AmbiguousLength, 400, ErrorSource::Downstream),
             (
                 ProxyError::MalformedHead(httparse::Error::Token),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 
-use crate::body::{BodyTooLarge, RequestBody, ResponseBody};
+use crate::body::{BodyTooLarge, RequestBody, ResponseBody, SlowBody};
 use crate::error::{Chain, ProxyError};
 use crate::h1::client::{ExchangeError, Exchanged, H1Conn, OriginBody, exchange, request_framing};
 use crate::h1::write::{Framing, encode_request_head};
@@ -390,6 +390,9 @@ fn classify_h1(e: ExchangeError, origin: &Origin) -> ProxyError {
             while let Some(c) = cause {
                 if c.is::<BodyTooLarge>() {
                     return ProxyError::BodyTooLarge;
+                }
+                if c.is::<SlowBody>() {
+                    return ProxyError::SlowBody;
                 }
                 cause = c.source();
             }

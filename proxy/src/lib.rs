@@ -33,6 +33,7 @@ pub mod h1;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod protection;
 pub mod route;
 pub mod server;
 pub mod tls;

@@ -154,6 +154,73 @@ pub struct Metrics {
     pub tls: TlsMetrics,
     pub policy: PolicyMetrics,
     pub cache: CacheMetrics,
+    pub protection: ProtectionMetrics,
+}
+
+/// Why protection refused something; the `reason` label of
+/// `portcullis_protection_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Over the client's request rate: 429.
+    Rate,
+    /// Over the client's concurrent connections: closed at accept.
+    Connections,
+    /// On the deny list: closed at accept, or 403.
+    Deny,
+    /// Over `shed.max_inflight_requests`: 503.
+    Shed,
+    /// A request head or body too slow: cut.
+    Slow,
+    /// HTTP/2 abuse (rapid resets, excessive load): the connection closed.
+    H2Abuse,
+}
+
+impl Rejected {
+    pub const ALL: [Rejected; 6] = [
+        Rejected::Rate,
+        Rejected::Connections,
+        Rejected::Deny,
+        Rejected::Shed,
+        Rejected::Slow,
+        Rejected::H2Abuse,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejected::Rate => "rate",
+            Rejected::Connections => "connections",
+            Rejected::Deny => "deny",
+            Rejected::Shed => "shed",
+            Rejected::Slow => "slow",
+            Rejected::H2Abuse => "h2_abuse",
+        }
+    }
+}
+
+/// The site label of rejections made before any site is known (at accept, in a request head,
+/// on an HTTP/2 connection).
+pub const NO_SITE_YET: &str = "-";
+
+/// The protection families.
+#[derive(Debug, Clone)]
+pub struct ProtectionMetrics {
+    rejected: IntCounterVec,
+    /// `portcullis_protection_tracked_clients`.
+    pub tracked: IntGauge,
+    /// The [`NO_SITE_YET`] series, by [`Rejected::ALL`] order.
+    pub unsited: [IntCounter; 6],
+}
+
+impl ProtectionMetrics {
+    /// One site's rejection series, in [`Rejected::ALL`] order.
+    pub fn site(&self, site: &str) -> [IntCounter; 6] {
+        Rejected::ALL.map(|r| self.rejected.with_label_values(&[site, r.as_str()]))
+    }
+
+    /// Counts a rejection made before any site was known.
+    pub fn unsited(&self, reason: Rejected) {
+        self.unsited[reason as usize].inc();
+    }
 }
 
 /// How the cache answered a request; the `result` label of `portcullis_cache_requests_total`.
@@ -279,9 +346,15 @@ pub struct SiteMetrics {
     upstream_errors: [IntCounter; 4],
     pub bytes_sent: IntCounter,
     pub bytes_received: IntCounter,
+    /// `portcullis_protection_rejected_total` of this site, by [`Rejected::ALL`] order.
+    pub rejected: [IntCounter; 6],
 }
 
 impl SiteMetrics {
+    pub fn count_rejected(&self, reason: Rejected) {
+        self.rejected[reason as usize].inc();
+    }
+
     pub fn count_status(&self, status: http::StatusCode) {
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
         self.requests[class].inc();
@@ -465,6 +538,21 @@ impl Metrics {
                 "Requests that waited for another request's origin fetch of the same URL instead of making their own.",
             )),
         };
+        let rejected = must(IntCounterVec::new(
+            Opts::new(
+                "portcullis_protection_rejected_total",
+                "Requests and connections refused by attack protection, by site (\"-\" before a site is known) and reason: rate, connections, deny, shed, slow, h2_abuse.",
+            ),
+            &["site", "reason"],
+        ));
+        let protection = ProtectionMetrics {
+            unsited: Rejected::ALL.map(|r| rejected.with_label_values(&[NO_SITE_YET, r.as_str()])),
+            rejected,
+            tracked: must(IntGauge::new(
+                "portcullis_protection_tracked_clients",
+                "Clients (and per-site buckets) whose rate and connection state is held, bounded by protection.max_tracked_clients.",
+            )),
+        };
         let build_info = must(IntGaugeVec::new(
             Opts::new("portcullis_build_info", "Build information; always 1."),
             &["version"],
@@ -498,6 +586,8 @@ impl Metrics {
             Box::new(cache.objects.clone()),
             Box::new(cache.evictions.clone()),
             Box::new(cache.coalesced.clone()),
+            Box::new(protection.rejected.clone()),
+            Box::new(protection.tracked.clone()),
             Box::new(build_info),
         ] {
             must(registry.register(c));
@@ -515,6 +605,7 @@ impl Metrics {
             tls,
             policy,
             cache,
+            protection,
         }
     }
 
@@ -528,6 +619,7 @@ impl Metrics {
                 .map(|k| self.upstream_errors.with_label_values(&[site, k.as_str()])),
             bytes_sent: self.bytes_sent.with_label_values(&[site]),
             bytes_received: self.bytes_received.with_label_values(&[site]),
+            rejected: self.protection.site(site),
         }
     }
 

@@ -13,14 +13,19 @@
 //!    ├─ method check: CONNECT refused ─────────────────────────────────────────▶ 405
 //!    ├─ canonical host (authority.rs): :authority │ absolute URI │ Host ──────▶ 400 if malformed
 //!    ├─ client country (geo.rs): mmdb on the peer, or a trusted proxy's header
+//!    ├─ site lookup (route.rs), then protection (protection.rs), before any policy, cache
+//!    │    or origin work: in flight over shed.max_inflight_requests ─▶ 503 Retry-After: 1 │
+//!    │    client (a trusted proxy's X-Forwarded-For, else the peer) on the deny list ─▶ 403 │
+//!    │    client's token bucket (per_site override, else per_client) empty ─▶ 429 Retry-After
 //!    ├─ legal orders (policy.rs, on this request's snapshot; a suspended host gets its
 //!    │    order's action whatever the SNI or certificate): 451 page │ 403/404 │ 307 to the
 //!    │    notice │ close: connection dropped │ SNI suspended, host not ─▶ 421 │ dry_run:
 //!    │    counted, served  (refuse_tls orders already ended the TLS handshake: tls.rs)
 //!    ├─ TLS only: host not covered by the connection's certificate ──────────▶ 421
-//!    ├─ site lookup (route.rs) ────────────────────────────────────────────────▶ 421 if unknown
+//!    ├─ no site for the host ──────────────────────────────────────────────────▶ 421
 //!    ├─ plain listener with redirect_https ─────────▶ 308 https://host[:port]/path?query
-//!    ├─ framing: conflicting Content-Length ─▶ 400; over max_request_body ───────▶ 413
+//!    ├─ framing: conflicting Content-Length ─▶ 400; over max_request_body ───────▶ 413;
+//!    │    body slower than min_body_rate (after its grace) ─▶ 408
 //!    ├─ site with cache: true ─▶ the cache (cache.rs: hit, stale, validate, coalesce,
 //!    │    store as it streams) — it forwards through the same two steps below
 //!    ├─ rewrite (forward.rs): hop-by-hop out, X-Forwarded-* (Proto https on TLS), Via,
@@ -49,8 +54,9 @@ use crate::error::ProxyError;
 use crate::forward::{ForwardInfo, forward, prepare_request, wants_upgrade};
 use crate::geo::Geo;
 use crate::h1::io::ClientBody;
-use crate::metrics::{Metrics, NO_SITE, SiteMetrics};
+use crate::metrics::{Metrics, NO_SITE, Rejected, SiteMetrics};
 use crate::policy::{PolicyRuntime, cut};
+use crate::protection::{Protection, Refusal};
 use crate::route::{Site, SiteTable};
 use crate::tls::TlsInfo;
 
@@ -66,12 +72,16 @@ pub struct Shared {
     pub geo: Arc<Geo>,
     /// The shared cache, when a site has `cache: true`.
     pub cache: Option<Arc<crate::cache::Cache>>,
+    /// Rate limits, connection caps, deny list, shedding.
+    pub protection: Arc<Protection>,
     no_site: Arc<SiteMetrics>,
     no_site_name: Arc<str>,
     ids: RequestIds,
 }
 
 impl Shared {
+    // One argument per shared part; a parts struct would only restate the fields.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sites: SiteTable,
         metrics: Metrics,
@@ -80,8 +90,10 @@ impl Shared {
         policy: Option<Arc<PolicyRuntime>>,
         geo: Arc<Geo>,
         cache: Option<Arc<crate::cache::Cache>>,
+        protection: Arc<Protection>,
     ) -> Shared {
         Shared {
+            protection,
             policy,
             geo,
             cache,
@@ -149,7 +161,7 @@ pub async fn handle(
     req: Request<ClientBody>,
 ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
     let start = Instant::now();
-    let in_flight = conn.state.request_started();
+    let (in_flight, in_flight_before) = conn.state.request_started();
     let request_id = shared.ids.next();
     let mut log = shared.access_log.then(|| {
         Box::new(AccessLog {
@@ -171,6 +183,7 @@ pub async fn handle(
         &request_id,
         &mut log,
         &mut site_metrics,
+        in_flight_before,
     )
     .await;
     let mut resp = match result {
@@ -221,6 +234,7 @@ async fn route_and_forward(
     request_id: &HeaderValue,
     log: &mut Option<Box<AccessLog>>,
     site_metrics: &mut Arc<SiteMetrics>,
+    in_flight_before: usize,
 ) -> Result<(Response<ResponseBody>, Option<http::uri::Authority>), ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
@@ -236,6 +250,7 @@ async fn route_and_forward(
         // The canonical host, kept for the cache key on cache-enabled sites.
         Option<Box<str>>,
     );
+    let min_body_rate;
     let (site, raw_host, redirect, exchange, cache_host): Routed = {
         let host = request_host(&req)?;
         if let Some(l) = log.as_mut() {
@@ -247,6 +262,25 @@ async fn route_and_forward(
             if let Some(l) = log.as_mut() {
                 l.site = site.name.clone();
             }
+        }
+        // Protection: before the legal orders, the cache and the origin, so a flood costs
+        // this and nothing more.
+        {
+            let live = shared.protection.live();
+            let refused =
+                if live.shed_max_inflight > 0 && in_flight_before >= live.shed_max_inflight {
+                    Some(Refusal::Shed)
+                } else {
+                    shared
+                        .protection
+                        .check_request(&live, conn.peer.ip(), req.headers(), site.map(|s| &*s.name))
+                        .err()
+                };
+            if let Some(refusal) = refused {
+                site_metrics.count_rejected(refusal.reason());
+                return Ok((refusal.response(request_id), None));
+            }
+            min_body_rate = live.min_body_rate;
         }
         // Legal orders: a suspended authority gets its order's action whatever the SNI or the
         // certificate (domain fronting), before the redirect and before any cache; the origin
@@ -316,6 +350,7 @@ async fn route_and_forward(
                 https: conn.tls.is_some(),
                 trusted_peer: shared.geo.is_trusted(conn.peer.ip()),
                 max_request_body: shared.limits.max_request_body,
+                min_body_rate,
             },
             recheck: &recheck,
         };
@@ -343,7 +378,8 @@ async fn route_and_forward(
     prepare_request(&mut req, &info, upgrade, site.h2 && !upgrade)?;
     let counter = site.metrics.bytes_received.clone();
     let limit = shared.limits.max_request_body;
-    let req = req.map(|b| RequestBody::new(b, limit, counter));
+    let slow = &site.metrics.rejected[Rejected::Slow as usize];
+    let req = req.map(|b| RequestBody::new(b, limit, counter).min_rate(min_body_rate, slow));
     let _awaiting = conn.state.awaiting_origin();
     let (resp, upstream) = forward(&site, req, upgrade).await?;
     Ok((register(shared, exchange, resp), Some(upstream)))

@@ -1,4 +1,5 @@
-//! Listeners and connections: the accept loop with its connection cap, the hyper server builder
+//! Listeners and connections: the accept loop with its connection cap (and protection's
+//! deny list and per-client cap, checked before a byte is read), the hyper server builder
 //! (HTTP/1.1 and h2c on one port; on TLS listeners HTTP/2 or HTTP/1.1 by ALPN), per-connection
 //! timeouts and the graceful drain. The cap, the gauges, the idle watchdog and the drain cover a
 //! TLS connection from its first byte, handshake included.
@@ -23,6 +24,8 @@ use crate::geo::Geo;
 use crate::metrics::Metrics;
 use crate::pipeline::Shared;
 use crate::policy::PolicyRuntime;
+use crate::protection::Protection;
+use crate::protection::reload::ConfigReloader;
 use crate::route::SiteTable;
 use crate::tls::{Tls, TlsSetupError};
 
@@ -69,6 +72,8 @@ pub struct Proxy {
     tls: Option<Arc<Tls>>,
     /// Started at bind, so a change made once the addresses are known is never missed.
     cert_watch: Option<portcullis_certs::WatchGuard>,
+    /// Re-reads the config file (SIGHUP, admin); `None` when the config has no file.
+    config_reload: Option<Arc<ConfigReloader>>,
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -144,6 +149,8 @@ impl Proxy {
                 }
             })));
         }
+        let protection = Arc::new(Protection::new(config, &metrics.protection));
+        let config_reload = ConfigReloader::new(config, protection.clone()).map(Arc::new);
         let shared = Arc::new(Shared::new(
             sites,
             metrics,
@@ -152,11 +159,13 @@ impl Proxy {
             policy.clone(),
             geo,
             cache.clone(),
+            protection,
         ));
         let admin_state = Arc::new(admin::AdminState {
             metrics: shared.metrics.clone(),
             policy,
             cache,
+            config: config_reload.clone(),
             token: config.admin.as_ref().and_then(|a| a.token.clone()),
             draining: AtomicBool::new(false),
         });
@@ -167,7 +176,14 @@ impl Proxy {
             admin_state,
             cert_watch,
             tls,
+            config_reload,
         })
+    }
+
+    /// Re-reads the config file and applies what can change live (see
+    /// [`crate::protection::reload`]); for SIGHUP.
+    pub fn config_reloader(&self) -> Option<Arc<ConfigReloader>> {
+        self.config_reload.clone()
     }
 
     /// The clock the cache reads; tests move it forward instead of sleeping. Without a cache
@@ -219,6 +235,8 @@ impl Proxy {
             tls: _,
             // Certificates follow their directory until the proxy stops.
             cert_watch: _cert_watch,
+            // SIGHUP reloads go through `Proxy::config_reloader`; the admin state holds one too.
+            config_reload: _,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Some(policy) = &shared.policy {
@@ -262,10 +280,21 @@ impl Proxy {
 
 type Builder = hyper::server::conn::http2::Builder<TokioExecutor>;
 
+/// HTTP/2 streams a client may reset before the server has accepted them, beyond which h2 sends
+/// GOAWAY `ENHANCE_YOUR_CALM` (h2's own rapid-reset defence; hyper's default, made explicit).
+const H2_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams the server may reset because the client broke the protocol on them, before the
+/// connection is closed with `ENHANCE_YOUR_CALM`.
+const H2_LOCAL_ERROR_RESETS: usize = 100;
+
 fn server_builder(shared: &Shared) -> Builder {
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(shared.limits.max_header_size).unwrap_or(u32::MAX));
+        .max_concurrent_streams(shared.limits.h2_max_concurrent_streams)
+        // Also the bound on a CONTINUATION flood: h2 stops decoding a header block past it.
+        .max_header_list_size(shared.limits.max_header_list_size)
+        .max_pending_accept_reset_streams(H2_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(H2_LOCAL_ERROR_RESETS);
     b
 }
 
@@ -299,12 +328,25 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        // Before the TLS handshake and before a byte is parsed: the cheapest refusal there is.
+        let slot = match shared.protection.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                shared.metrics.protection.unsited(reason);
+                tracing::debug!(%peer, reason = reason.as_str(), "connection refused at accept");
+                // An RST rather than a FIN: no TIME_WAIT kept here for an abusive client.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                drop(stream);
+                continue;
+            }
+        };
         let shared = shared.clone();
         let builder = builder.clone();
         let stop = stop.clone();
         let mode = mode.clone();
         tokio::spawn(async move {
             serve_connection(stream, peer, mode, shared, &builder, stop).await;
+            drop(slot);
             drop(permit);
         });
     }

@@ -40,6 +40,23 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
         .with_context(|| format!("connecting to {addr}"))
 }
 
+/// Connects from a chosen local address: any `127.x.y.z` works on Linux loopback, so tests
+/// can be several clients of the proxy.
+pub async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket
+        .bind(SocketAddr::new(local, 0))
+        .with_context(|| format!("binding {local}"))?;
+    socket
+        .connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr} from {local}"))
+}
+
 /// A request builder for `host` and `path` (origin-form target, `Host` header).
 pub fn request(method: &str, host: &str, path: &str) -> http::request::Builder {
     Request::builder()
@@ -115,6 +132,11 @@ impl H1 {
         H1::handshake(connect(addr).await?).await
     }
 
+    /// A connection from `local` (see [`connect_from`]).
+    pub async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> anyhow::Result<H1> {
+        H1::handshake(connect_from(local, addr).await?).await
+    }
+
     /// HTTP/1.1 over an already connected stream (e.g. TLS, see [`crate::tls`]).
     pub async fn handshake<I>(io: I) -> anyhow::Result<H1>
     where
@@ -171,6 +193,11 @@ pub struct H2 {
 impl H2 {
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<H2> {
         H2::handshake(connect(addr).await?, "http").await
+    }
+
+    /// An h2c connection from `local` (see [`connect_from`]).
+    pub async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> anyhow::Result<H2> {
+        H2::handshake(connect_from(local, addr).await?, "http").await
     }
 
     /// HTTP/2 over an already connected stream; `scheme` is `https` over TLS.

@@ -41,6 +41,7 @@ pub mod mmdb;
 pub mod origin;
 pub mod policy;
 pub mod process;
+pub mod protection;
 pub mod proxy;
 pub mod raw;
 pub mod tls;

@@ -91,6 +91,8 @@ pub struct TestProxy {
     geoip: Vec<(String, String)>,
     /// `cache:` keys, values written verbatim; no section when empty.
     cache: Vec<(String, String)>,
+    /// `protection:` keys, values written verbatim; no section when empty.
+    protection: Vec<(String, String)>,
 }
 
 impl Default for TestProxy {
@@ -114,7 +116,21 @@ impl TestProxy {
             policy: None,
             geoip: Vec::new(),
             cache: Vec::new(),
+            protection: Vec::new(),
         }
+    }
+
+    /// A `protection:` key, value written verbatim (flow style for the nested ones):
+    /// `.protection("per_client", "{ requests_per_second: 1, burst: 2 }")`.
+    pub fn protection(mut self, key: &str, value: &str) -> TestProxy {
+        self.protection.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Drops every `protection:` key given so far (to render a changed config for a reload).
+    pub fn clear_protection(mut self) -> TestProxy {
+        self.protection.clear();
+        self
     }
 
     /// A `geoip:` key, value written verbatim: `.geoip("trusted_proxies", "[\"127.0.0.0/8\"]")`.
@@ -280,6 +296,12 @@ impl TestProxy {
                 let _ = writeln!(y, "  {k}: {v}");
             }
         }
+        if !self.protection.is_empty() {
+            y.push_str("protection:\n");
+            for (k, v) in &self.protection {
+                let _ = writeln!(y, "  {k}: {v}");
+            }
+        }
         y.push_str("sites:\n");
         for s in &self.sites {
             let quoted = |v: &[String]| {
@@ -379,6 +401,11 @@ impl RunningProxy {
     /// agree with it.
     pub fn clock(&self) -> portcullis::cache::Clock {
         self.clock.clone()
+    }
+
+    /// The config file the proxy was started from (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("portcullis.yaml")
     }
 
     /// The policy file and state directory (see [`TestProxy::policy`]).

@@ -118,6 +118,12 @@ pub enum ConfigErrorKind {
     BadSource { value: String },
     #[error("{value:?} is not a node id (1 to 64 bytes of letters, digits, '-', '_' and '.')")]
     BadNodeId { value: String },
+    #[error("{value:?} is not a rate (a size per second, e.g. \"1KiB/s\"; 0 turns it off)")]
+    BadRate { value: String },
+    #[error("burst must be at least 1 when requests_per_second is above 0")]
+    BurstZero,
+    #[error("{value:?} is not the name of a site in sites:")]
+    UnknownSite { value: String },
     #[error("insecure_skip_verify accepts any certificate, so ca_file would be ignored; set one")]
     InsecureWithCa,
 }

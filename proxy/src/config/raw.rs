@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     pub(crate) geoip: Option<Spanned<RawGeoip>>,
     #[serde(default)]
     pub(crate) cache: Option<Spanned<RawCache>>,
+    #[serde(default)]
+    pub(crate) protection: Option<Spanned<RawProtection>>,
     pub(crate) sites: Spanned<Vec<Spanned<RawSite>>>,
 }
 
@@ -117,6 +119,58 @@ pub(crate) struct RawLimits {
     pub(crate) max_request_body: Option<Spanned<Scalar>>,
     #[serde(default)]
     pub(crate) max_header_size: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub(crate) min_body_rate: Option<Spanned<Scalar>>,
+    #[serde(default)]
+    pub(crate) min_body_rate_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) h2_max_concurrent_streams: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) max_header_list_size: Option<Spanned<Scalar>>,
+}
+
+/// The `protection:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProtection {
+    #[serde(default)]
+    pub(crate) trusted_proxies: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) per_client: Option<Spanned<RawPerClient>>,
+    #[serde(default)]
+    pub(crate) per_site: Option<Spanned<std::collections::BTreeMap<String, Spanned<RawRate>>>>,
+    #[serde(default)]
+    pub(crate) deny: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) max_tracked_clients: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) shed: Option<Spanned<RawShed>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPerClient {
+    #[serde(default)]
+    pub(crate) requests_per_second: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) burst: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub(crate) max_connections: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRate {
+    pub(crate) requests_per_second: Spanned<u64>,
+    #[serde(default)]
+    pub(crate) burst: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShed {
+    #[serde(default)]
+    pub(crate) max_inflight_requests: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

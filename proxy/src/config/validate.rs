@@ -55,6 +55,7 @@ impl Validator<'_> {
             policy,
             geoip,
             cache,
+            protection,
             sites,
         } = raw;
         let mut seen_addrs: HashMap<SocketAddr, String> = HashMap::new();
@@ -85,7 +86,10 @@ impl Validator<'_> {
             .into_iter()
             .enumerate()
             .filter_map(|(i, s)| self.site(i, s.value, &mut names, &mut hosts))
-            .collect();
+            .collect::<Vec<_>>();
+        let protection = protection.map_or_else(super::ProtectionConfig::default, |p| {
+            self.protection_section(p, &out_sites)
+        });
         Config {
             source: None,
             node_id,
@@ -97,6 +101,7 @@ impl Validator<'_> {
             policy,
             geoip,
             cache,
+            protection,
             sites: out_sites,
         }
     }
@@ -182,7 +187,7 @@ impl Validator<'_> {
         }
     }
 
-    fn size(&mut self, raw: &Spanned<Scalar>, key: &str) -> Option<u64> {
+    pub(super) fn size(&mut self, raw: &Spanned<Scalar>, key: &str) -> Option<u64> {
         match &raw.value {
             Scalar::Int(n) => Some(*n),
             Scalar::Str(s) => {
@@ -244,6 +249,10 @@ impl Validator<'_> {
             idle_timeout,
             max_request_body,
             max_header_size,
+            min_body_rate,
+            min_body_rate_grace,
+            h2_max_concurrent_streams,
+            max_header_list_size,
         } = raw;
         let d = Limits::default();
         let max_connections = match max_connections {
@@ -295,6 +304,45 @@ impl Validator<'_> {
             idle_timeout: self.duration(idle_timeout, "limits.idle_timeout", d.idle_timeout),
             max_request_body,
             max_header_size,
+            min_body_rate: min_body_rate.and_then(|r| self.body_rate(&r)),
+            min_body_rate_grace: self.duration(
+                min_body_rate_grace,
+                "limits.min_body_rate_grace",
+                d.min_body_rate_grace,
+            ),
+            h2_max_concurrent_streams: match h2_max_concurrent_streams {
+                Some(n) if n.value == 0 => {
+                    self.err(
+                        &n,
+                        "limits.h2_max_concurrent_streams",
+                        ConfigErrorKind::Zero,
+                    );
+                    d.h2_max_concurrent_streams
+                }
+                Some(n) => u32::try_from(n.value).unwrap_or_else(|_| {
+                    let kind = ConfigErrorKind::TooLarge {
+                        value: n.value,
+                        max: u64::from(u32::MAX),
+                    };
+                    self.err(&n, "limits.h2_max_concurrent_streams", kind);
+                    d.h2_max_concurrent_streams
+                }),
+                None => d.h2_max_concurrent_streams,
+            },
+            max_header_list_size: match max_header_list_size {
+                Some(raw) => match self.size(&raw, "limits.max_header_list_size") {
+                    Some(n) if (MIN_HEADER_SIZE..=u64::from(u32::MAX)).contains(&n) => n as u32,
+                    Some(n) => {
+                        let kind = ConfigErrorKind::BadSize {
+                            value: format!("{n} (between 8KiB and 4GiB)"),
+                        };
+                        self.err(&raw, "limits.max_header_list_size", kind);
+                        d.max_header_list_size
+                    }
+                    None => d.max_header_list_size,
+                },
+                None => u32::try_from(max_header_size).unwrap_or(u32::MAX),
+            },
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use http::{Request, Response};
 
 use super::{after_connect_failure, remove_hop_by_hop};
-use crate::body::{BodyTooLarge, RequestBody, ResponseBody};
+use crate::body::{BodyTooLarge, RequestBody, ResponseBody, SlowBody};
 use crate::error::ProxyError;
 use crate::metrics::UpstreamErrorKind;
 use crate::route::Site;
@@ -74,6 +74,9 @@ fn classify(e: hyper::Error, origin: &Origin) -> ProxyError {
         while let Some(c) = cause {
             if c.is::<BodyTooLarge>() {
                 return ProxyError::BodyTooLarge;
+            }
+            if c.is::<SlowBody>() {
+                return ProxyError::SlowBody;
             }
             cause = c.source();
         }

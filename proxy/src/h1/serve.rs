@@ -228,8 +228,14 @@ async fn read_head(
             }
         };
         match got {
-            // Past the head deadline.
-            None => return Err(NoHead::Close),
+            // Past the head deadline: a slow (slowloris) or silent client.
+            None => {
+                shared
+                    .metrics
+                    .protection
+                    .unsited(crate::metrics::Rejected::Slow);
+                return Err(NoHead::Close);
+            }
             Some(Ok(0)) | Some(Err(_)) => return Err(NoHead::Close),
             Some(Ok(_)) => {}
         }

@@ -18,7 +18,9 @@ use super::{Builder, Mode};
 use crate::conn::{ConnState, IdleIo, Rewind, watchdog};
 use crate::h1;
 use crate::h1::io::{ClientBody, ClientReader};
+use crate::metrics::Rejected;
 use crate::pipeline::{ConnCtx, DropConnection, Shared, handle};
+use crate::protection::{H2Resets, StreamWatch};
 use crate::tls::Tls;
 
 pub(super) async fn serve_connection(
@@ -32,7 +34,7 @@ pub(super) async fn serve_connection(
     let _ = stream.set_nodelay(true);
     shared.metrics.connections_total.inc();
     let _active = ActiveConnection::new(&shared.metrics.connections_active);
-    let state = ConnState::new();
+    let state = ConnState::new(shared.protection.inflight.clone());
     let idle = watchdog(state.clone(), shared.limits.idle_timeout);
     let serve = async {
         match mode {
@@ -133,6 +135,7 @@ async fn serve_protocol(
     };
     match sniffed {
         Sniffed::Closed => {}
+        Sniffed::TimedOut => shared.metrics.protection.unsited(Rejected::Slow),
         Sniffed::H1 => {
             h1::serve::serve(
                 reader,
@@ -164,13 +167,19 @@ async fn serve_h2<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let resets = Arc::new(H2Resets::default());
+    let metrics = shared.metrics.protection.clone();
+    let watched = resets.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let resp = handle(shared.clone(), ctx.clone(), req.map(ClientBody::H2));
+        // Dropped unanswered: the client reset the stream (or the connection went).
+        let watch = StreamWatch::new(watched.clone());
         async move {
             let resp = match resp.await {
                 Ok(resp) => resp,
                 Err(never) => match never {},
             };
+            watch.answered();
             // `action: close` on HTTP/2: the stream is reset, other streams (other hosts,
             // coalesced) go on.
             if resp.extensions().get::<DropConnection>().is_some() {
@@ -189,8 +198,24 @@ async fn serve_h2<I>(
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
-                    tracing::debug!(%peer, error = %e, "h2 client connection ended with an error");
+                    // h2's own defences (pending-accept resets, local error resets, too many
+                    // DATA or CONTINUATION frames) end the connection with ENHANCE_YOUR_CALM.
+                    let chain = crate::error::Chain(&e).to_string();
+                    if chain.contains("excessive load") {
+                        metrics.unsited(Rejected::H2Abuse);
+                        tracing::info!(%peer, error = %chain, "h2 connection closed for abuse");
+                    } else {
+                        tracing::debug!(%peer, error = %e, "h2 client connection ended with an error");
+                    }
                 }
+                break;
+            }
+            () = resets.tripped.notified() => {
+                // Rapid reset: GOAWAY, a moment to send it, then the connection goes.
+                metrics.unsited(Rejected::H2Abuse);
+                tracing::info!(%peer, "h2 connection closed: the client keeps cancelling streams");
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_millis(200), conn.as_mut()).await;
                 break;
             }
             r = stop.changed(), if !draining => {
@@ -211,6 +236,8 @@ enum Sniffed {
     H1,
     H2,
     Closed,
+    /// Nothing telling within `header_read_timeout`: a slow (or silent) client.
+    TimedOut,
 }
 
 /// Reads until the first bytes tell HTTP/1 from the HTTP/2 preface, within the head deadline.
@@ -232,7 +259,7 @@ async fn sniff(reader: &mut ClientReader, header_timeout: Duration) -> Sniffed {
     };
     tokio::time::timeout(header_timeout, read)
         .await
-        .unwrap_or(Sniffed::Closed)
+        .unwrap_or(Sniffed::TimedOut)
 }
 
 /// Keeps `portcullis_connections_active` right however a connection task ends.

@@ -18,6 +18,7 @@ mod http1;
 mod load_balancing;
 mod origin_tls;
 mod policy;
+mod protection;
 mod tls;
 mod tls_reload;
 mod websocket;
