@@ -2,7 +2,8 @@
 //! echoes what it received, writes a dev CA and a certificate for the demo hosts and a sample
 //! legal-order policy (one suspended host) into a temporary folder (removed on exit), builds a
 //! config through the same validation as a real file, starts the proxy (plain HTTP and HTTPS),
-//! and prints what to try: a served host next to a suspended one's 451 page.
+//! and prints what to try: a served host next to a suspended one's 451 page, and a deliberately
+//! small rate limit on `api.example` that answers 429 after a burst of 5.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,9 @@ policy:
 cache:
   max_size: "64MiB"
   max_object_size: "4MiB"
+protection:
+  per_site:
+    api: { requests_per_second: 2, burst: 5 }
 sites:
   - name: shop
     hosts: ["shop.example", "www.shop.example"]
@@ -56,6 +60,9 @@ sites:
     cache: true
   - name: pirate
     hosts: ["pirate.example", "www.pirate.example"]
+    origins: ["http://{origin}"]
+  - name: api
+    hosts: ["api.example"]
     origins: ["http://{origin}"]
 "#;
 
@@ -94,11 +101,12 @@ orders:
 "#;
 
 /// The demo hosts: the certificate covers all of them.
-const DEMO_HOSTS: [&str; 4] = [
+const DEMO_HOSTS: [&str; 5] = [
     "shop.example",
     "www.shop.example",
     "pirate.example",
     "www.pirate.example",
+    "api.example",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +317,11 @@ Legal orders: pirate.example is suspended by a court order; shop.example is serv
 Cache (shop.example has cache: true; /static/* is fresh for 60 s):
   curl -si -H 'Host: shop.example' http://{listen}/static/logo.txt | grep -iE 'cache-status|^age'
                                                 # run it twice: fwd=uri-miss; stored, then hit
+
+Attack protection: api.example allows 2 requests/s per client (burst 5); beyond, 429.
+  for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' -H 'Host: api.example' http://{listen}/; done; echo
+                                                # 200 200 200 200 200 429 429 429
+  curl -s http://{admin}/metrics | grep portcullis_protection_rejected_total | grep -v ' 0$'
 
 Try:
   curl -H 'Host: shop.example' http://{listen}/hello            # forwarded; see X-Forwarded-* and Via

@@ -288,6 +288,17 @@ async fn demo_starts_and_proxies_a_request() -> anyhow::Result<()> {
         "{body}"
     );
 
+    // The demo's small rate limit on api.example: 429 after the burst of 5, as the banner says.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(get(proxy, "api.example", "/").await?.0);
+    }
+    assert_eq!(statuses[0], StatusCode::OK, "{statuses:?}");
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "the demo limit must answer 429 after its burst: {statuses:?}"
+    );
+
     let (status, metrics) = get(admin, "admin", "/metrics").await?;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -312,6 +323,13 @@ async fn demo_starts_and_proxies_a_request() -> anyhow::Result<()> {
         metrics.contains("portcullis_policy_serial 2026112601"),
         "{metrics}"
     );
+    let limited = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("portcullis_protection_rejected_total{reason=\"rate\",site=\"api\"} ")
+        })
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(limited.is_some_and(|n| n >= 1.0), "{metrics}");
     Ok(())
 }
 
