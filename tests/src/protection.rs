@@ -49,14 +49,17 @@ fn get_block(host: &str) -> Vec<u8> {
 }
 
 /// Opens `streams` requests for `host` on one h2c connection from `local`, resetting each one
-/// (RST_STREAM CANCEL) right after its HEADERS: the rapid-reset pattern. Returns whether the
-/// proxy closed the connection within `bound` after the last frame was written (a write
-/// failing because it already did counts as closed).
+/// (RST_STREAM CANCEL) right after its HEADERS: the rapid-reset pattern. With `pause`, each
+/// stream is reset that long after its HEADERS, one at a time (so the server has accepted it
+/// and its handler runs); without, in batches of ten back to back. Returns whether the proxy
+/// closed the connection within `bound` after the last frame was written (a write failing
+/// because it already did counts as closed).
 pub async fn rapid_reset(
     local: IpAddr,
     addr: SocketAddr,
     host: &str,
     streams: u32,
+    pause: Option<Duration>,
     bound: Duration,
 ) -> anyhow::Result<bool> {
     let mut conn = connect_from(local, addr).await?;
@@ -66,8 +69,29 @@ pub async fn rapid_reset(
         return Ok(true);
     }
     let block = get_block(host);
+    if let Some(pause) = pause {
+        for n in 0..streams {
+            let id = 2 * n + 1;
+            out.clear();
+            frame(&mut out, 0x1, 0x5, id, &block);
+            if conn.write_all(&out).await.is_err() {
+                return Ok(true);
+            }
+            tokio::time::sleep(pause).await;
+            out.clear();
+            frame(&mut out, 0x3, 0, id, &8u32.to_be_bytes());
+            if conn.write_all(&out).await.is_err() {
+                return Ok(true);
+            }
+        }
+    }
     // In batches, with a pause, so the server accepts (and its handlers start) in between.
-    for batch in 0..streams.div_ceil(10) {
+    let batches = if pause.is_some() {
+        0
+    } else {
+        streams.div_ceil(10)
+    };
+    for batch in 0..batches {
         out.clear();
         for i in 0..10 {
             let n = batch * 10 + i;

@@ -20,7 +20,7 @@ async fn a_rapid_reset_client_is_disconnected_while_others_are_served() -> anyho
         .await?;
     let proxy = shop(&origin).start().await?;
     let bystander = H2::connect_from(from(71), proxy.addr()).await?;
-    let closed = rapid_reset(from(70), proxy.addr(), SHOP, 1000, BOUND).await?;
+    let closed = rapid_reset(from(70), proxy.addr(), SHOP, 1000, None, BOUND).await?;
     assert!(closed, "the resetting connection must be closed");
     rejected_at_least(&proxy, "-", "h2_abuse", 1.0).await?;
     // Other connections, HTTP/2 and HTTP/1.1, are untouched.
@@ -28,6 +28,28 @@ async fn a_rapid_reset_client_is_disconnected_while_others_are_served() -> anyho
     assert_eq!(reply.status, StatusCode::OK);
     let mut h1 = H1::connect_from(from(72), proxy.addr()).await?;
     assert_eq!(h1.request(get(SHOP, "/h1")).await?.status, StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancelling_accepted_streams_past_the_cap_closes_the_connection() -> anyhow::Result<()> {
+    // Each stream reaches its handler (and the origin) before the client cancels it, so h2's
+    // own pending-accept limit does not apply: Portcullis's per-connection count does.
+    let origin = Origin::slow(Duration::from_secs(5)).h2c().start().await?;
+    let proxy = shop(&origin).start().await?;
+    let streams = portcullis::protection::H2_RESET_BURST as u32 + 50;
+    let pause = Some(Duration::from_millis(10));
+    let closed = rapid_reset(from(74), proxy.addr(), SHOP, streams, pause, BOUND).await?;
+    assert!(
+        closed,
+        "the connection must be closed past the cancelled-stream cap"
+    );
+    rejected_at_least(&proxy, "-", "h2_abuse", 1.0).await?;
+    assert!(
+        origin.requests() >= 100,
+        "the streams were accepted and forwarded before being cancelled: {}",
+        origin.requests()
+    );
     Ok(())
 }
 
