@@ -204,6 +204,7 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
         max_conns: (idle_n as u64 + 1024).min(nofile),
         tls: tls_files.as_ref(),
         policy: &policy_files,
+        flood: None,
     };
     let ctx = RunCtx {
         tools: &tools,

@@ -29,6 +29,7 @@ pub mod cache;
 pub mod check;
 pub mod cmd;
 pub mod compare;
+pub mod flood;
 pub mod h2load;
 pub mod net;
 pub mod output;

@@ -17,6 +17,10 @@ enum Command {
     /// Run Portcullis, nginx and HAProxy side by side and report per-request
     /// cost, throughput, latency and memory (see bench/README.md).
     Compare(CompareArgs),
+    /// One abusive client at full speed beside a well-behaved one: the well-behaved client's
+    /// success rate and p99 with and without the flood, and the proxy-core cost of a refused
+    /// request against a forwarded one, Portcullis beside nginx with the same limits.
+    Flood(portcullis_bench::flood::FloodArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,13 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("compare: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Flood(args) => match portcullis_bench::flood::run(&args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("flood: {e:#}");
                 ExitCode::from(2)
             }
         },

@@ -37,6 +37,9 @@ pub struct Pace {
     /// Requests per second over all connections.
     pub rate: u64,
     pub duration: Duration,
+    /// The local address to connect from (`127.0.0.N`: another client to the proxy);
+    /// `None`: the kernel's choice (127.0.0.1).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// One request: when it was due, how long it took from then, whether it
@@ -166,7 +169,7 @@ fn connection(pace: &Pace, conn: usize, started: Instant) -> PacedRun {
         }
         let exchange = |stream: &mut Option<(TcpStream, BufReader<TcpStream>)>| -> Result<bool> {
             if stream.is_none() {
-                let s = TcpStream::connect_timeout(&loopback(pace.port), step)?;
+                let s = connect(pace.source, pace.port, step)?;
                 s.set_nodelay(true)?;
                 s.set_read_timeout(Some(step))?;
                 s.set_write_timeout(Some(step))?;
@@ -207,6 +210,23 @@ fn connection(pace: &Pace, conn: usize, started: Instant) -> PacedRun {
     run
 }
 
+fn connect(source: Option<std::net::IpAddr>, port: u16, limit: Duration) -> Result<TcpStream> {
+    let to = loopback(port);
+    let Some(from) = source else {
+        return Ok(TcpStream::connect_timeout(&to, limit)?);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket
+        .bind(&std::net::SocketAddr::new(from, 0).into())
+        .with_context(|| format!("binding {from}"))?;
+    socket.connect_timeout(&to.into(), limit)?;
+    Ok(socket.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +240,7 @@ mod tests {
             connections,
             rate,
             duration: Duration::from_secs(secs),
+            source: None,
         }
     }
 

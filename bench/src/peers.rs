@@ -93,6 +93,9 @@ pub struct Env<'a> {
     pub tls: Option<&'a TlsFiles>,
     /// The admin token and the policy scenarios' files.
     pub policy: &'a PolicyFiles,
+    /// The flood benchmark's per-client limits, configured in Portcullis and nginx alike;
+    /// `None` everywhere else.
+    pub flood: Option<crate::flood::Limits>,
 }
 
 /// A running server. Dropping it stops it.
@@ -347,6 +350,7 @@ pub fn start_proxy(
         ),
     ];
     ports.extend(cache_snippets(kind, setup, env.dir, with_cache)?);
+    ports.extend(crate::flood::snippets(env.flood));
     let mut admin_port = None;
     let (child, log) = match kind {
         ProxyKind::Varnish => unreachable!("started above"),
@@ -477,6 +481,9 @@ mod tests {
             ("CACHE_MARK", ""),
             ("CACHE_SECTION", ""),
             ("SITE_CACHE", ""),
+            ("PROTECTION", ""),
+            ("LIMIT_ZONE", ""),
+            ("LIMIT", ""),
         ]
         .map(|(k, v)| (k, v.to_owned()))
         .to_vec()

@@ -78,6 +78,7 @@ impl ReloadPlan {
             connections: self.connections,
             rate: self.rate,
             duration: Duration::from_secs(self.duration_s),
+            source: None,
         }
     }
 }
