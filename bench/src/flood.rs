@@ -134,6 +134,21 @@ pub struct FloodResult {
     pub core_us_per_forwarded: Option<f64>,
     /// refused ÷ forwarded.
     pub ratio: Option<f64>,
+    /// The same two figures from the proxy process's own utime + stime (no softirq, but
+    /// immune to other processes on the proxy core), and their ratio.
+    pub process_us_per_refused: Option<f64>,
+    pub process_us_per_forwarded: Option<f64>,
+    pub process_ratio: Option<f64>,
+    /// Whether the machine was quiet (under 10% busy) before each timed phase; figures from a
+    /// noisy phase are suspect.
+    pub quiet: bool,
+}
+
+/// What a wrk phase cost: per answered request, on the proxy core and in the proxy process.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    core_us: Option<f64>,
+    process_us: Option<f64>,
 }
 
 fn client(run: &PacedRun) -> Client {
@@ -163,15 +178,15 @@ fn core_busy(cpu: usize) -> Result<procfs::CpuTimes> {
         .with_context(|| format!("/proc/stat has no line for CPU {cpu}"))
 }
 
-/// Runs wrk at full speed against `server` for `secs`; returns its outcome and the proxy
-/// core's µs per answered request.
+/// Runs wrk at full speed against `server` for `secs`; returns its outcome and what an
+/// answered request cost.
 fn flood(
     args: &FloodArgs,
     tools: &tools::Tools,
     dir: &std::path::Path,
     server: &Server,
     secs: u64,
-) -> Result<(crate::LoadOutcome, Option<f64>)> {
+) -> Result<(crate::LoadOutcome, Cost)> {
     let mut c = Command::new(tools.path(tools::TASKSET)?);
     c.arg("-c")
         .arg(args.load_cpu.to_string())
@@ -185,15 +200,35 @@ fn flood(
         .arg(format!("Host: {BENCH_HOST}"))
         .arg(format!("http://127.0.0.1:{}/1k", server.h1_port));
     let before = core_busy(args.proxy_cpu)?;
+    let proc_before = procfs::read_pid_stat(server.pid)?.cpu_ticks;
     let done = cmd::run_bounded(c, Duration::from_secs(secs + 10), dir, "flood-wrk")?;
     let after = core_busy(args.proxy_cpu)?;
+    let proc_after = procfs::read_pid_stat(server.pid)?.cpu_ticks;
     let outcome = wrk::parse(&done.stdout)
         .with_context(|| format!("wrk output:\n{}{}", done.stdout, done.stderr))?;
     let (busy, _) = procfs::CpuTimes::delta(&before, &after);
     let ticks = procfs::clock_ticks_per_second().max(1);
-    let per =
-        (outcome.requests > 0).then(|| busy as f64 * 1e6 / ticks as f64 / outcome.requests as f64);
-    Ok((outcome, per))
+    let per = |t: u64| {
+        (outcome.requests > 0).then(|| t as f64 * 1e6 / ticks as f64 / outcome.requests as f64)
+    };
+    let cost = Cost {
+        core_us: per(busy),
+        process_us: per(proc_after.saturating_sub(proc_before)),
+    };
+    Ok((outcome, cost))
+}
+
+/// Waits for the machine to go quiet before a timed phase (as `compare` does).
+fn quiet(smoke: bool) -> Result<bool> {
+    let max = Duration::from_secs(if smoke { 2 } else { 60 });
+    let q = procfs::wait_quiet(10.0, Duration::from_millis(500), max)?;
+    if !q.quiet {
+        eprintln!(
+            "warning: the machine is {:.0}% busy before a timed phase; figures are suspect",
+            q.busy_pct
+        );
+    }
+    Ok(q.quiet)
 }
 
 fn pace(port: u16, rate: u64, secs: u64) -> Pace {
@@ -266,6 +301,7 @@ pub fn run(args: &FloodArgs) -> Result<Vec<FloodResult>> {
         eprintln!("flood: {} ...", kind.name());
         let limited = start_proxy(&env(Some(LIMITS)), kind, origin_port, Setup::Plain, false)?;
         let alone = paced::start(&pace(limited.h1_port, args.rate, secs))?.join()?;
+        let mut was_quiet = quiet(args.smoke)?;
         let running = paced::start(&pace(limited.h1_port, args.rate, secs))?;
         let started = Instant::now();
         let (abusive, refused_cost) = flood(args, &tools, dir, &limited, secs)?;
@@ -275,6 +311,7 @@ pub fn run(args: &FloodArgs) -> Result<Vec<FloodResult>> {
         }
         drop(limited);
         let open = start_proxy(&env(None), kind, origin_port, Setup::Plain, false)?;
+        was_quiet &= quiet(args.smoke)?;
         let (forwarded, forward_cost) = flood(args, &tools, dir, &open, secs)?;
         drop(open);
         if forwarded.http_errors > 0 {
@@ -291,9 +328,19 @@ pub fn run(args: &FloodArgs) -> Result<Vec<FloodResult>> {
             under_flood: client(&under),
             flood_requests: abusive.requests,
             flood_refused: abusive.http_errors,
-            core_us_per_refused: refused_cost,
-            core_us_per_forwarded: forward_cost,
-            ratio: refused_cost.zip(forward_cost).map(|(r, f)| r / f),
+            core_us_per_refused: refused_cost.core_us,
+            core_us_per_forwarded: forward_cost.core_us,
+            ratio: refused_cost
+                .core_us
+                .zip(forward_cost.core_us)
+                .map(|(r, f)| r / f),
+            process_us_per_refused: refused_cost.process_us,
+            process_us_per_forwarded: forward_cost.process_us,
+            process_ratio: refused_cost
+                .process_us
+                .zip(forward_cost.process_us)
+                .map(|(r, f)| r / f),
+            quiet: was_quiet,
         });
     }
     println!("{}", table(&results, secs));
@@ -312,8 +359,8 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 pub fn table(results: &[FloodResult], secs: u64) -> String {
     let mut t = format!(
         "Flood ({secs} s phases; limits {} req/s, burst {}, {} connections per client)\n\n\
-         | proxy | well-behaved alone: ok %, p99 ms | under flood: ok %, p99 ms | flood req/s (refused %) | core µs / refused | core µs / forwarded | ratio |\n\
-         |---|---|---|---|---|---|---|\n",
+         | proxy | well-behaved alone: ok %, p99 ms | under flood: ok %, p99 ms | flood req/s (refused %) | core µs / refused | core µs / forwarded | ratio | process µs refused / forwarded (ratio) | quiet |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         LIMITS.requests_per_second, LIMITS.burst, LIMITS.max_connections
     );
     for r in results {
@@ -323,7 +370,7 @@ pub fn table(results: &[FloodResult], secs: u64) -> String {
             r.flood_refused as f64 * 100.0 / r.flood_requests as f64
         };
         t.push_str(&format!(
-            "| {} | {:.2}, {} | {:.2}, {} | {:.0} ({refused_pct:.2}) | {} | {} | {} |\n",
+            "| {} | {:.2}, {} | {:.2}, {} | {:.0} ({refused_pct:.2}) | {} | {} | {} | {} / {} ({}) | {} |\n",
             r.proxy,
             r.alone.success_pct,
             opt(r.alone.p99_ms, 2),
@@ -333,6 +380,10 @@ pub fn table(results: &[FloodResult], secs: u64) -> String {
             opt(r.core_us_per_refused, 1),
             opt(r.core_us_per_forwarded, 1),
             opt(r.ratio, 2),
+            opt(r.process_us_per_refused, 1),
+            opt(r.process_us_per_forwarded, 1),
+            opt(r.process_ratio, 2),
+            if r.quiet { "yes" } else { "no" },
         ));
     }
     t
