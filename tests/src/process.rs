@@ -188,6 +188,11 @@ impl ProxyProcess {
         Ok(())
     }
 
+    /// The config file the process runs (rewrite it, then [`ProxyProcess::hangup`]).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("portcullis.yaml")
+    }
+
     /// The policy file and state directory (see [`TestProxy::policy`]).
     pub fn policy_files(&self) -> crate::policy::PolicyFiles {
         crate::policy::PolicyFiles::new(self.dir.path())

@@ -77,6 +77,42 @@ async fn raising_a_limit_by_reload_stops_429s_on_an_open_connection() -> anyhow:
 }
 
 #[tokio::test]
+async fn sighup_reloads_the_protection_settings_of_the_binary() -> anyhow::Result<()> {
+    // The in-process proxies of this test binary all listen for SIGHUP: signal a real process.
+    let origin = Origin::echo().start().await?;
+    let config = shop(&origin).protection("per_client", "{ requests_per_second: 1, burst: 1 }");
+    let proc = config.spawn_binary(&[])?;
+    let mut conn = H1::connect_from(from(81), proc.addr()).await?;
+    assert_eq!(conn.request(get(SHOP, "/1")).await?.status, StatusCode::OK);
+    assert_eq!(
+        conn.request(get(SHOP, "/2")).await?.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let raised = config
+        .clear_protection()
+        .protection("per_client", "{ requests_per_second: 10000, burst: 10000 }");
+    std::fs::write(proc.config_path(), raised.render())?;
+    proc.hangup()?;
+    // The signal is handled asynchronously: poll (on the same connection) until it applied.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut statuses = Vec::new();
+        for i in 0..5 {
+            statuses.push(conn.request(get(SHOP, &format!("/h/{i}"))).await?.status);
+        }
+        if statuses.iter().all(|s| *s == StatusCode::OK) {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "still limited 10 s after SIGHUP: {statuses:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_changed_listener_section_is_reported_as_needing_a_restart() -> anyhow::Result<()> {
     let origin = Origin::echo().start().await?;
     let config = shop(&origin).admin_token(TOKEN);
