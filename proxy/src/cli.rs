@@ -118,6 +118,41 @@ pub fn check(path: &Path) -> Result<String, CheckError> {
             let _ = writeln!(out, "  admin    none");
         }
     }
+    let p = &cfg.protection;
+    if *p == crate::config::ProtectionConfig::default() {
+        let _ = writeln!(out, "  protection off");
+    } else {
+        let rate = |r: &crate::config::RateLimit| {
+            if r.requests_per_second == 0 {
+                "no rate limit".to_owned()
+            } else {
+                format!("{} req/s (burst {})", r.requests_per_second, r.burst)
+            }
+        };
+        let sites: Vec<String> = p
+            .per_site
+            .iter()
+            .map(|(name, r)| format!("{name}: {}", rate(r)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  protection per client {}, {} connections; per site [{}]; deny {} block(s); shed at {}; up to {} clients tracked",
+            rate(&p.per_client),
+            if p.max_connections == 0 {
+                "any".to_owned()
+            } else {
+                p.max_connections.to_string()
+            },
+            sites.join(", "),
+            p.deny.len(),
+            if p.shed_max_inflight == 0 {
+                "off".to_owned()
+            } else {
+                format!("{} in flight", p.shed_max_inflight)
+            },
+            p.max_tracked_clients
+        );
+    }
     for s in &cfg.sites {
         let origins: Vec<&str> = s.origins.iter().map(|o| o.url.as_str()).collect();
         let _ = writeln!(
