@@ -142,8 +142,22 @@ impl Geo {
     /// The country of the client behind `peer`, per the rules at the top of this module.
     /// Removes the country header from `headers` when `peer` is not trusted.
     pub fn client_country(&self, peer: IpAddr, headers: &mut HeaderMap) -> Option<[u8; 2]> {
+        self.strip_untrusted(peer, headers);
+        self.country_of(peer, headers)
+    }
+
+    /// Removes the country header when `peer` is not trusted (cheap: no database lookup), so
+    /// it can run first and [`Geo::country_of`] later, when the country is needed.
+    pub fn strip_untrusted(&self, peer: IpAddr, headers: &mut HeaderMap) {
         if !self.is_trusted(peer) {
             headers.remove(&self.header);
+        }
+    }
+
+    /// [`Geo::client_country`] without touching the headers: an untrusted peer's header is
+    /// ignored (and should have been removed by [`Geo::strip_untrusted`]).
+    pub fn country_of(&self, peer: IpAddr, headers: &HeaderMap) -> Option<[u8; 2]> {
+        if !self.is_trusted(peer) {
             return self.peer_country(peer);
         }
         let mut values = headers.get_all(&self.header).iter();

@@ -1,6 +1,8 @@
 //! The request pipeline: the one place where the order of a request's steps is decided.
 //!
 //! ```text
+//!  accept (server.rs): a denied peer, or one over per_client.max_connections (protection.rs)
+//!    ─▶ closed with a reset, before TLS and before a byte is read
 //!  connection (server.rs): plain ─▶ sniff h2c preface │ TLS (tls.rs) ─▶ ClientHello: SNI with
 //!    no certificate and no default ─▶ alert unrecognized_name; handshake ─▶ ALPN h2 │ http/1.1
 //!    │
@@ -12,11 +14,12 @@
 //!    ├─ request id, in-flight count                       (conn.rs: idle / header timeouts)
 //!    ├─ method check: CONNECT refused ─────────────────────────────────────────▶ 405
 //!    ├─ canonical host (authority.rs): :authority │ absolute URI │ Host ──────▶ 400 if malformed
-//!    ├─ client country (geo.rs): mmdb on the peer, or a trusted proxy's header
 //!    ├─ site lookup (route.rs), then protection (protection.rs), before any policy, cache
 //!    │    or origin work: in flight over shed.max_inflight_requests ─▶ 503 Retry-After: 1 │
 //!    │    client (a trusted proxy's X-Forwarded-For, else the peer) on the deny list ─▶ 403 │
 //!    │    client's token bucket (per_site override, else per_client) empty ─▶ 429 Retry-After
+//!    ├─ client country (geo.rs): mmdb on the peer, or a trusted proxy's header (an
+//!    │    untrusted peer's country header was removed before the host was read)
 //!    ├─ legal orders (policy.rs, on this request's snapshot; a suspended host gets its
 //!    │    order's action whatever the SNI or certificate): 451 page │ 403/404 │ 307 to the
 //!    │    notice │ close: connection dropped │ SNI suspended, host not ─▶ 421 │ dry_run:
@@ -239,9 +242,12 @@ async fn route_and_forward(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
-    // The client's country (GeoIP on the peer, or a trusted proxy's header; the header and
-    // X-Forwarded-For of anyone else are not believed).
-    let country = shared.geo.client_country(conn.peer.ip(), req.headers_mut());
+    // A country header from anyone but a trusted proxy is removed now; the country itself
+    // (a database lookup) is decided after the protection checks.
+    shared
+        .geo
+        .strip_untrusted(conn.peer.ip(), req.headers_mut());
+    let country;
     type Routed = (
         Arc<Site>,
         HeaderValue,
@@ -282,6 +288,9 @@ async fn route_and_forward(
             }
             min_body_rate = live.min_body_rate;
         }
+        // The client's country (GeoIP on the peer, or a trusted proxy's header; the header and
+        // X-Forwarded-For of anyone else are not believed).
+        country = shared.geo.country_of(conn.peer.ip(), req.headers());
         // Legal orders: a suspended authority gets its order's action whatever the SNI or the
         // certificate (domain fronting), before the redirect and before any cache; the origin
         // is never contacted for a blocked request.
