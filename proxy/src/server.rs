@@ -22,7 +22,6 @@ use crate::config::Config;
 use crate::geo::Geo;
 use crate::metrics::Metrics;
 use crate::pipeline::Shared;
-use crate::policy::PolicyRuntime;
 use crate::route::SiteTable;
 use crate::tls::{Tls, TlsSetupError};
 
@@ -69,6 +68,8 @@ pub struct Proxy {
     tls: Option<Arc<Tls>>,
     /// Started at bind, so a change made once the addresses are known is never missed.
     cert_watch: Option<portcullis_certs::WatchGuard>,
+    /// The etcd watch and report (`policy.source: etcd`), started by `run`.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -82,11 +83,14 @@ impl Proxy {
     pub async fn bind(config: &Config) -> Result<Proxy, ServeError> {
         let metrics = Metrics::new();
         // Fail closed: no listener is bound before the policy to enforce is loaded.
-        let policy = match &config.policy {
+        let (policy, fleet) = match &config.policy {
             Some(p) => {
-                Some(PolicyRuntime::start(p, metrics.policy.clone()).map_err(ServeError::Policy)?)
+                let (rt, fleet) = crate::fleet::start(p, metrics.policy.clone())
+                    .await
+                    .map_err(ServeError::Policy)?;
+                (Some(rt), fleet)
             }
-            None => None,
+            None => (None, None),
         };
         let geo = Arc::new(Geo::new(config.geoip.as_ref()).map_err(ServeError::Geo)?);
         let tls = match &config.tls {
@@ -167,6 +171,7 @@ impl Proxy {
             admin_state,
             cert_watch,
             tls,
+            fleet,
         })
     }
 
@@ -219,10 +224,14 @@ impl Proxy {
             tls: _,
             // Certificates follow their directory until the proxy stops.
             cert_watch: _cert_watch,
+            fleet,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Some(policy) = &shared.policy {
             policy.spawn_triggers(stop_rx.clone());
+        }
+        if let Some(fleet) = &fleet {
+            fleet.spawn(stop_rx.clone());
         }
         let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
         let builder = Arc::new(server_builder(&shared));
