@@ -339,13 +339,17 @@ impl Fleet {
     async fn apply(&self, bytes: Vec<u8>, revision: i64) {
         self.link.revision.store(revision, Ordering::Relaxed);
         let label = PathBuf::from(format!("etcd:{}@{revision}", self.etcd.policy_key()));
+        let sha = crate::policy::sha256_hex(&bytes);
         let outcome = run_apply(&self.rt, move |rt| {
             rt.apply_bytes(Trigger::Etcd, &label, bytes)
         })
         .await;
         match &outcome {
             Outcome::Applied { .. } | Outcome::Unchanged { .. } => self.set_error(None),
-            // Content already running or already refused: the report already says so.
+            // What etcd holds is what runs (e.g. read again after a reconnect): whatever kept
+            // the node from it (etcd unreachable at start-up) is over.
+            Outcome::Skipped if self.rt.running().1 == sha => self.set_error(None),
+            // Content already refused: the report already says so.
             Outcome::Skipped => {}
             other => self.set_error(other.error().map(str::to_owned)),
         }

@@ -324,7 +324,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// Hex sha256, as [`Snapshot::sha256`] holds it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 

@@ -2,6 +2,9 @@
 //! temporary data directory and free ports, stopped (SIGKILL) and restarted on the same data
 //! and ports, killed when dropped. A missing binary fails the test, naming the script that
 //! installs it: these tests never skip silently.
+//!
+//! [`Partition`] is a loopback TCP relay in front of it that a test can cut and restore: one
+//! node loses etcd while etcd (and everyone else) carries on.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -172,6 +175,68 @@ impl Etcd {
         let revision = self.revision().await?;
         self.client().compact(revision).await?;
         Ok(revision)
+    }
+}
+
+/// A TCP relay to etcd that can be cut (open connections dropped, new ones closed at once) and
+/// restored.
+#[derive(Debug)]
+pub struct Partition {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Etcd {
+    /// A relay to this etcd, initially connected.
+    pub async fn partition(&self) -> anyhow::Result<Partition> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let target = format!("127.0.0.1:{}", self.client_port);
+        let cut = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+        let flag = cut.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *flag.borrow() {
+                    continue;
+                }
+                let mut cut_off = flag.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut_off.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Ok(Partition { addr, cut, task })
+    }
+}
+
+impl Partition {
+    /// The URL to give a node instead of the etcd's own.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Drops every relayed connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Relays again.
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

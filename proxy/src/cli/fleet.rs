@@ -54,9 +54,15 @@ fn check_prefix(prefix: &str) -> Result<(), FleetCommandError> {
     }
 }
 
-/// The serial of a bundle's policy, read without verifying it (the nodes verify).
-fn bundle_serial(bytes: &[u8]) -> Option<u64> {
-    let verified = bundle::unverified(bytes).ok()?;
+/// The serial of a bundle's policy: verified against `keys` when there are any (a forged
+/// bundle's serial must not block a genuine publish), else read unverified (the nodes verify).
+fn bundle_serial(bytes: &[u8], keys: &[bundle::TrustedKey]) -> Option<u64> {
+    let verified = if keys.is_empty() {
+        bundle::unverified(bytes)
+    } else {
+        bundle::open(bytes, keys)
+    }
+    .ok()?;
     let text = std::str::from_utf8(&verified.policy).ok()?;
     Policy::parse(text, "etcd").ok().map(|p| p.serial)
 }
@@ -75,13 +81,13 @@ pub async fn policy_publish(
         path: path.to_owned(),
         source,
     })?;
-    let contents = if trusted.is_empty() {
+    let keys = trusted
+        .iter()
+        .map(|k| bundle::load_public_key(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let contents = if keys.is_empty() {
         bundle::unverified(&bytes)
     } else {
-        let keys = trusted
-            .iter()
-            .map(|k| bundle::load_public_key(k))
-            .collect::<Result<Vec<_>, _>>()?;
         bundle::open(&bytes, &keys)
     }
     .map_err(|source| FleetCommandError::Bundle {
@@ -106,7 +112,7 @@ pub async fn policy_publish(
         let (expect, current) = match range.kvs.first() {
             Some(kv) => (
                 Expect::ModRevision(kv.mod_revision),
-                bundle_serial(&kv.value),
+                bundle_serial(&kv.value, &keys),
             ),
             None => (Expect::Absent, None),
         };
@@ -204,7 +210,7 @@ pub async fn fleet_status(
     let published = policy
         .kvs
         .first()
-        .map(|kv| (bundle_serial(&kv.value), kv.mod_revision));
+        .map(|kv| (bundle_serial(&kv.value, &[]), kv.mod_revision));
     let nodes = client.range(nodes_prefix.as_bytes(), true).await?;
     let reports: Vec<(String, Value)> = nodes
         .kvs
