@@ -112,6 +112,9 @@ pub struct Fleet {
     last_error: Mutex<Option<String>>,
     /// Wakes the reporter when there is something new to report.
     report_changed: tokio::sync::Notify,
+    /// Set by the reporter when etcd stops answering it: an idle watch stream cannot tell a
+    /// silent partition (no FIN, no RST) from quiet, so the watch is re-established.
+    link_suspect: tokio::sync::Notify,
 }
 
 /// Loads the policy as `cfg.source` says: the file ([`PolicyRuntime::start`]; no fleet), or
@@ -183,6 +186,7 @@ async fn start_etcd(
         start_revision,
         last_error: Mutex::new(rt.last_error()),
         report_changed: tokio::sync::Notify::new(),
+        link_suspect: tokio::sync::Notify::new(),
     });
     Ok((rt, fleet))
 }
@@ -246,9 +250,22 @@ impl Fleet {
         let mut revision = self.start_revision;
         let mut backoff = Backoff::new();
         loop {
-            let ended = tokio::select! {
-                r = self.watch_once(&key, &mut revision, &mut backoff) => r,
-                _ = stop.changed() => return,
+            let ended = {
+                let once = self.watch_once(&key, &mut revision, &mut backoff);
+                tokio::pin!(once);
+                loop {
+                    tokio::select! {
+                        r = &mut once => break r,
+                        // Only an established watch is in doubt; while connecting, the
+                        // connection attempt's own errors and timeouts decide.
+                        _ = self.link_suspect.notified() => if self.link.connected() {
+                            break Err(etcd::EtcdError::Endpoint(
+                                "etcd stopped answering the lease keepalive".into(),
+                            ));
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
             };
             self.link.set_connected(false);
             self.rt.metrics.watch_restarts.inc();
@@ -415,6 +432,7 @@ impl Fleet {
             if let Some(e) = failed {
                 // The lease may have expired meanwhile: a new one is granted on reconnect.
                 lease = None;
+                self.link_suspect.notify_one();
                 let wait = backoff.wait();
                 tracing::debug!(%key, error = %e, "cannot report to etcd");
                 if sleep_or_stop(wait, &mut stop).await {
@@ -432,6 +450,7 @@ impl Fleet {
                             Err(e) => {
                                 tracing::debug!(error = %e, "lease keepalive failed");
                                 lease = None;
+                                self.link_suspect.notify_one();
                             }
                         }
                     }

@@ -16,6 +16,11 @@
 //!          effective or ended is audited, and a newly effective one cuts what it blocks
 //! ```
 //!
+//! With `policy.source: etcd` there is no file: start-up weighs the bundle read from etcd
+//! against the last good copy the same way ([`PolicyRuntime::start_from`]), and every value
+//! the watch sees goes through [`PolicyRuntime::apply_bytes`], the reload path above from
+//! `verify` on (the watch itself is in [`crate::fleet`]).
+//!
 //! `verify` applies only with `policy.trusted_keys`: the file must then be a bundle one of the
 //! keys signed ([`crate::bundle`]), checked before anything inside it is parsed, and the last
 //! good copy is that verified bundle (verified again at start-up). A refused bundle is counted
@@ -250,7 +255,8 @@ pub struct Primary {
 }
 
 impl Primary {
-    /// The bytes fetched from etcd (`None`: the key is absent or etcd did not answer, `why`).
+    /// The bytes fetched from etcd, or why there are none (the key is absent, etcd did not
+    /// answer).
     pub fn fetched(
         cfg: &PolicyConfig,
         label: PathBuf,
