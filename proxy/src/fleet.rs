@@ -472,6 +472,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_link_shows_in_describe_and_the_gauges() {
+        let metrics = crate::metrics::Metrics::new().policy;
+        let link = Link::new(metrics.clone());
+        let mut out = json!({});
+        link.describe(&mut out);
+        assert_eq!(out["connected"], false);
+        assert_eq!(
+            out["seconds_since_contact"],
+            Value::Null,
+            "never in contact"
+        );
+        assert_eq!(out["etcd_revision"], 0);
+        link.set_connected(true);
+        link.revision.store(42, Ordering::Relaxed);
+        link.describe(&mut out);
+        assert_eq!(out["connected"], true);
+        assert!(
+            out["seconds_since_contact"]
+                .as_f64()
+                .is_some_and(|s| s < 5.0)
+        );
+        assert_eq!(out["etcd_revision"], 42);
+        assert_eq!(metrics.source_connected.get(), 1);
+        assert!(metrics.source_last_contact.get() > 1.7e9);
+        link.set_connected(false);
+        assert_eq!(metrics.source_connected.get(), 0);
+    }
+
+    #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {
         let mut b = Backoff::new();
         let waits: Vec<Duration> = (0..10).map(|_| b.wait()).collect();
