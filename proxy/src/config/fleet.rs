@@ -110,7 +110,7 @@ mod tests {
         let cfg = config(
             dir.path(),
             "node_id: \"edge-fra-01\"\n",
-            &format!("  source: etcd\n  etcd:\n    endpoints: [\"http://127.0.0.1:2379\", \"http://etcd-2:2379\"]\n{KEYS}"),
+            &format!("  source: etcd\n  etcd:\n    endpoints: [\"http://etcd-1.internal:2379\", \"http://etcd-2:2379\"]\n{KEYS}"),
         )
         .unwrap();
         let p = cfg.policy.unwrap();
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn etcd_needs_signed_bundles_and_a_node_id() {
         let dir = keyed_dir();
-        let etcd = "  source: etcd\n  etcd:\n    endpoints: [\"http://127.0.0.1:2379\"]\n";
+        let etcd = "  source: etcd\n  etcd:\n    endpoints: [\"http://etcd-1.internal:2379\"]\n";
         let errs = config(dir.path(), "node_id: \"n1\"\n", etcd).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
@@ -166,7 +166,7 @@ mod tests {
         let errs = config(
             dir.path(),
             "",
-            "  file: policy.yaml\n  etcd:\n    endpoints: [\"http://127.0.0.1:2379\"]\n",
+            "  file: policy.yaml\n  etcd:\n    endpoints: [\"http://etcd-1.internal:2379\"]\n",
         )
         .unwrap_err();
         assert!(
@@ -187,13 +187,13 @@ mod tests {
             dir.path(),
             "node_id: \"n1\"\n",
             &format!(
-                "  source: etcd\n  etcd:\n    endpoints:\n      - \"https://127.0.0.1:2379\"\n      - \"127.0.0.1:2379\"\n      - \"http://127.0.0.1:2379/v3\"\n    prefix: \"portcullis/\"\n    lease_ttl: \"500ms\"\n{KEYS}"
+                "  source: etcd\n  etcd:\n    endpoints:\n      - \"https://etcd-1.internal:2379\"\n      - \"etcd-1.internal:2379\"\n      - \"http://etcd-1.internal:2379/v3\"\n    prefix: \"portcullis/\"\n    lease_ttl: \"500ms\"\n{KEYS}"
             ),
         )
         .unwrap_err();
         let want = [
-            "line 9: policy.etcd.endpoints[0]: bad etcd endpoint: \"https://127.0.0.1:2379\": https to etcd is not supported yet",
-            "line 10: policy.etcd.endpoints[1]: bad etcd endpoint: \"127.0.0.1:2379\" must start with http://",
+            "line 9: policy.etcd.endpoints[0]: bad etcd endpoint: \"https://etcd-1.internal:2379\": https to etcd is not supported yet",
+            "line 10: policy.etcd.endpoints[1]: bad etcd endpoint: \"etcd-1.internal:2379\" must start with http://",
             "line 11: policy.etcd.endpoints[2]: bad etcd endpoint:",
             "line 12: policy.etcd.prefix: \"portcullis/\" is not a key prefix",
             "line 13: policy.etcd.lease_ttl: \"500ms\": a lease TTL is whole seconds, at least 2s",

@@ -152,17 +152,17 @@ fn the_framer_splits_objects_across_any_chunking() {
 #[test]
 fn endpoints_must_be_plain_http() {
     assert_eq!(
-        endpoint_authority("http://127.0.0.1:2379").unwrap(),
-        "127.0.0.1:2379"
+        endpoint_authority("http://etcd-1.internal:2379").unwrap(),
+        "etcd-1.internal:2379"
     );
     assert_eq!(endpoint_authority("http://etcd-1/").unwrap(), "etcd-1:80");
     assert!(
-        endpoint_authority("https://127.0.0.1:2379")
+        endpoint_authority("https://etcd-1.internal:2379")
             .unwrap_err()
             .contains("not supported yet")
     );
-    assert!(endpoint_authority("127.0.0.1:2379").is_err());
-    assert!(endpoint_authority("http://127.0.0.1:2379/v3").is_err());
-    assert!(endpoint_authority("http://u:p@127.0.0.1:2379").is_err());
+    assert!(endpoint_authority("etcd-1.internal:2379").is_err());
+    assert!(endpoint_authority("http://etcd-1.internal:2379/v3").is_err());
+    assert!(endpoint_authority("http://u:p@etcd-1.internal:2379").is_err());
     assert!(Client::new(&[]).is_err());
 }
