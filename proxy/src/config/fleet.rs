@@ -135,6 +135,14 @@ mod tests {
             errs[0].contains("policy.trusted_keys: required with policy.source: etcd (bundles from etcd must be signed"),
             "{errs:?}"
         );
+        // Every error at once: a bad endpoint does not hide the missing keys.
+        let bad = "  source: etcd\n  etcd:\n    endpoints: [\"ftp://x\"]\n";
+        let errs = config(dir.path(), "node_id: \"n1\"\n", bad).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[1].contains("policy.trusted_keys: required"),
+            "{errs:?}"
+        );
         let errs = config(dir.path(), "", &format!("{etcd}{KEYS}")).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(

@@ -99,6 +99,7 @@ impl Validator<'_> {
                 }
             },
         };
+        let keys_listed = trusted_keys.is_some();
         let trusted_keys = trusted_keys
             .as_ref()
             .map(|k| self.trusted_keys(k))
@@ -136,7 +137,7 @@ impl Validator<'_> {
             }
             (None, false) => Some(PolicySource::File),
         };
-        if from_etcd && trusted_keys.is_empty() && self.errors.len() == before {
+        if from_etcd && !keys_listed {
             let why = "with policy.source: etcd (bundles from etcd must be signed: list the public keys they may be signed with)";
             self.err(
                 raw,
