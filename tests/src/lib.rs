@@ -22,7 +22,7 @@
 //! - [`bundle`]: a [`bundle::Signer`] that turns policy files into signed bundles, and a
 //!   tampered bundle.
 //! - [`etcd`]: a real etcd on loopback (temporary data dir, free ports), stopped and
-//!   restarted on demand, for the fleet tests.
+//!   restarted on demand, and a relay to it that cuts one node off, for the fleet tests.
 //! - [`body`]: bodies generated on the fly (never held in memory) and a byte counter.
 //! - [`mmdb`]: a writer of MaxMind DB (`.mmdb`) files, for GeoIP tests and fixtures.
 //! - [`cache`]: a [`ScriptedOrigin`] answering what the test scripts per path (and recording

@@ -62,7 +62,10 @@ impl Fleet {
             if let Some(e) = failed {
                 // The lease may have expired meanwhile: a new one is granted on reconnect.
                 lease = None;
-                self.link_suspect.notify_one();
+                // etcd answering with an error (an expired lease) is not a lost connection.
+                if !matches!(e, etcd::EtcdError::Status { .. }) {
+                    self.link_suspect.notify_one();
+                }
                 let wait = backoff.wait();
                 tracing::debug!(%key, error = %e, "cannot report to etcd");
                 if sleep_or_stop(wait, &mut stop).await {
