@@ -9,7 +9,8 @@
 //!  watch:  from the last revision seen + 1 ──▶ PUT ──▶ verify → parse → serial rule → compile
 //!          → swap → persist last good → audit → sweep (PolicyRuntime::apply_bytes)
 //!          canceled with compact_revision ──▶ range afresh, watch from its revision + 1
-//!          error / stream end ──▶ connected 0, restart counted, backoff 100 ms … 5 s (jitter)
+//!          error / stream end / the report's keepalive unanswered (a silent partition)
+//!            ──▶ connected 0, restart counted, backoff 100 ms … 5 s (jitter)
 //!  report: lease (lease_ttl, keepalive every third) ──▶ put <prefix>/nodes/<node_id> =
 //!          {node, serial, sha256, applied_at, reported_at, error} at start and after every
 //!          apply or refusal; a lost lease is granted again and the report put again
