@@ -32,6 +32,7 @@ pub(crate) fn looks_like_json(text: &str) -> bool {
 pub(crate) fn parse_json(text: &str) -> Result<Node, JsonError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut p = Parser {
+        text,
         b: text.as_bytes(),
         i: 0,
         line: 1,
@@ -45,6 +46,8 @@ pub(crate) fn parse_json(text: &str) -> Result<Node, JsonError> {
 }
 
 struct Parser<'a> {
+    /// The document; `b` is its bytes.
+    text: &'a str,
     b: &'a [u8],
     i: usize,
     line: u32,
@@ -223,10 +226,12 @@ impl Parser<'_> {
 
     /// The text between two byte offsets that sit on character boundaries (ASCII delimiters
     /// of valid UTF-8 input).
+    /// (The text is a `str`: only the boundaries are checked, not the UTF-8 again.)
     fn slice(&self, start: usize, end: usize) -> Result<String, JsonError> {
-        std::str::from_utf8(&self.b[start..end])
+        self.text
+            .get(start..end)
             .map(str::to_owned)
-            .map_err(|_| self.err("invalid UTF-8 in a string"))
+            .ok_or_else(|| self.err("invalid UTF-8 in a string"))
     }
 
     /// `XXXX` after `\u`, with a following `\uXXXX` low surrogate when needed.
