@@ -192,7 +192,7 @@ fn host_entry_fast(node: &Node) -> Option<HostRule> {
             Coverage::Exact
         };
         return Some(HostRule {
-            name: name.clone(),
+            name: name.to_string(),
             unicode: None,
             coverage,
         });
