@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests and the benchmark smoke need, if any is missing:
 #   curl (HTTP/2-capable client), openssl (s_client for the TLS tests), promtool (package
 #   prometheus), wrk, h2load (nghttp2-client),
-#   nginx, haproxy and varnish (benchmark peers), taskset (util-linux).
+#   nginx, haproxy and varnish (benchmark peers), taskset (util-linux),
+#   etcd and etcdctl (etcd-server, etcd-client: the fleet tests start etcd on loopback).
 # Safe to run repeatedly; does nothing when everything is present.
 set -euo pipefail
 
@@ -16,6 +17,8 @@ declare -A pkg_for=(
   [haproxy]=haproxy
   [varnishd]=varnish
   [taskset]=util-linux
+  [etcd]=etcd-server
+  [etcdctl]=etcd-client
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do

@@ -590,7 +590,7 @@ mod tests {
             };
             assert_eq!(config.policy.is_some(), live.is_some(), "{}", setup.name());
             if let Some(policy) = &config.policy {
-                assert_eq!(Some(&policy.file), live.as_ref().map(|l| &l.file));
+                assert_eq!(policy.file.as_ref(), live.as_ref().map(|l| &l.file));
                 assert!(policy.check_interval >= Duration::from_secs(3600));
             }
             for (kind, template) in [

@@ -39,35 +39,12 @@ fn fmix(mut h: u64) -> u64 {
 }
 
 /// FNV-1a over the bytes, then the avalanche, so that both the word index (low bits) and the
-/// bit positions (high bits) are well mixed.
-fn hash(name: &[u8]) -> u64 {
+/// bit positions (high bits) are well mixed. The host table hashes with it too (one hash per
+/// suffix serves both): its keys come from the operator's policy file and requests only look
+/// up, so probe lengths are set by the operator's names, never by a client, and a keyed
+/// (DoS-resistant) hash would buy nothing and cost a third of a lookup.
+pub(crate) fn hash(name: &[u8]) -> u64 {
     fmix(fnv(FNV_OFFSET, name))
-}
-
-/// The host table's hasher: the same FNV-1a + avalanche. The table's keys come from the
-/// operator's policy file and requests only look up, so probe lengths are set by the operator's
-/// names, never by a client: a keyed (DoS-resistant) hash buys nothing here and costs a third
-/// of a lookup.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct FastHash;
-
-#[derive(Debug)]
-pub(crate) struct FastHasher(u64);
-
-impl std::hash::BuildHasher for FastHash {
-    type Hasher = FastHasher;
-    fn build_hasher(&self) -> FastHasher {
-        FastHasher(FNV_OFFSET)
-    }
-}
-
-impl std::hash::Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = fnv(self.0, bytes);
-    }
-    fn finish(&self) -> u64 {
-        fmix(self.0)
-    }
 }
 
 fn bits(h: u64) -> u64 {
@@ -89,20 +66,37 @@ impl Prefilter {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, name: &str) {
+        self.add_labels(name);
+        self.insert_hash(hash(name.as_bytes()));
+    }
+
+    /// Notes `name`'s label count (each name must be both noted and inserted).
+    pub(crate) fn add_labels(&mut self, name: &str) {
         self.label_counts |= 1 << labels(name);
-        let h = hash(name.as_bytes());
+    }
+
+    /// Inserts a name by its [`hash`].
+    pub(crate) fn insert_hash(&mut self, h: u64) {
         if let Some(w) = self.words.get_mut(h as usize & self.mask) {
             *w |= bits(h);
         }
     }
 
     /// `false` only when no name equals `suffix` (which has `labels` labels).
+    #[cfg(test)]
     pub(crate) fn may_contain(&self, suffix: &str, labels: usize) -> bool {
-        if self.label_counts & (1 << labels.min(MAX_LABELS)) == 0 {
-            return false;
-        }
-        let h = hash(suffix.as_bytes());
+        self.has_labels(labels) && self.may_contain_hashed(hash(suffix.as_bytes()))
+    }
+
+    /// `false` only when no name has `labels` labels.
+    pub(crate) fn has_labels(&self, labels: usize) -> bool {
+        self.label_counts & (1 << labels.min(MAX_LABELS)) != 0
+    }
+
+    /// `false` only when no name has the [`hash`] `h`.
+    pub(crate) fn may_contain_hashed(&self, h: u64) -> bool {
         let want = bits(h);
         self.words
             .get(h as usize & self.mask)

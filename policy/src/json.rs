@@ -9,6 +9,8 @@
 //! Strict RFC 8259: no comments, no trailing commas, no NaN; duplicate keys are passed through
 //! (validation reports them, as for YAML); nesting is capped like the YAML budget.
 
+use std::borrow::Cow;
+
 use crate::parse::{Node, Value};
 
 /// Nesting deeper than this is refused (the YAML budget's default depth).
@@ -29,9 +31,10 @@ pub(crate) fn looks_like_json(text: &str) -> bool {
 }
 
 /// Parses one JSON document.
-pub(crate) fn parse_json(text: &str) -> Result<Node, JsonError> {
+pub(crate) fn parse_json(text: &str) -> Result<Node<'_>, JsonError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut p = Parser {
+        text,
         b: text.as_bytes(),
         i: 0,
         line: 1,
@@ -45,12 +48,14 @@ pub(crate) fn parse_json(text: &str) -> Result<Node, JsonError> {
 }
 
 struct Parser<'a> {
+    /// The document; `b` is its bytes.
+    text: &'a str,
     b: &'a [u8],
     i: usize,
     line: u32,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn err(&self, message: &str) -> JsonError {
         JsonError {
             line: self.line,
@@ -69,7 +74,7 @@ impl Parser<'_> {
         }
     }
 
-    fn value(&mut self, depth: u32) -> Result<Node, JsonError> {
+    fn value(&mut self, depth: u32) -> Result<Node<'a>, JsonError> {
         self.ws();
         let line = self.line;
         let value = match self.b.get(self.i) {
@@ -86,7 +91,7 @@ impl Parser<'_> {
         Ok(Node { line, value })
     }
 
-    fn literal(&mut self, word: &str, value: Value) -> Result<Value, JsonError> {
+    fn literal(&mut self, word: &str, value: Value<'a>) -> Result<Value<'a>, JsonError> {
         if self.b[self.i..].starts_with(word.as_bytes()) {
             self.i += word.len();
             Ok(value)
@@ -95,7 +100,7 @@ impl Parser<'_> {
         }
     }
 
-    fn object(&mut self, depth: u32) -> Result<Value, JsonError> {
+    fn object(&mut self, depth: u32) -> Result<Value<'a>, JsonError> {
         if depth > MAX_DEPTH {
             return Err(self.err("nested too deeply"));
         }
@@ -135,7 +140,7 @@ impl Parser<'_> {
         }
     }
 
-    fn array(&mut self, depth: u32) -> Result<Value, JsonError> {
+    fn array(&mut self, depth: u32) -> Result<Value<'a>, JsonError> {
         if depth > MAX_DEPTH {
             return Err(self.err("nested too deeply"));
         }
@@ -160,7 +165,7 @@ impl Parser<'_> {
         }
     }
 
-    fn string(&mut self) -> Result<String, JsonError> {
+    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         self.i += 1; // '"'
         let start = self.i;
         // Fast path: no escapes.
@@ -169,20 +174,20 @@ impl Parser<'_> {
                 b'"' => {
                     let s = self.slice(start, self.i)?;
                     self.i += 1;
-                    return Ok(s);
+                    return Ok(Cow::Borrowed(s));
                 }
                 b'\\' => break,
                 0..=0x1f => return Err(self.err("control character in a string")),
                 _ => self.i += 1,
             }
         }
-        let mut out = self.slice(start, self.i)?;
+        let mut out = self.slice(start, self.i)?.to_owned();
         loop {
             match self.b.get(self.i) {
                 None => return Err(self.err("unterminated string")),
                 Some(b'"') => {
                     self.i += 1;
-                    return Ok(out);
+                    return Ok(Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     self.i += 1;
@@ -215,18 +220,18 @@ impl Parser<'_> {
                         }
                         self.i += 1;
                     }
-                    out.push_str(&self.slice(start, self.i)?);
+                    out.push_str(self.slice(start, self.i)?);
                 }
             }
         }
     }
 
     /// The text between two byte offsets that sit on character boundaries (ASCII delimiters
-    /// of valid UTF-8 input).
-    fn slice(&self, start: usize, end: usize) -> Result<String, JsonError> {
-        std::str::from_utf8(&self.b[start..end])
-            .map(str::to_owned)
-            .map_err(|_| self.err("invalid UTF-8 in a string"))
+    /// of valid UTF-8 input; the text is a `str`, so only the boundaries are checked).
+    fn slice(&self, start: usize, end: usize) -> Result<&'a str, JsonError> {
+        self.text
+            .get(start..end)
+            .ok_or_else(|| self.err("invalid UTF-8 in a string"))
     }
 
     /// `XXXX` after `\u`, with a following `\uXXXX` low surrogate when needed.
@@ -259,7 +264,7 @@ impl Parser<'_> {
         Ok(digits)
     }
 
-    fn number(&mut self) -> Result<Value, JsonError> {
+    fn number(&mut self) -> Result<Value<'a>, JsonError> {
         let start = self.i;
         if self.b.get(self.i) == Some(&b'-') {
             self.i += 1;
@@ -313,7 +318,7 @@ impl Parser<'_> {
 mod tests {
     use super::*;
 
-    fn v(text: &str) -> Value {
+    fn v(text: &str) -> Value<'_> {
         parse_json(text).map(|n| n.value).unwrap()
     }
 

@@ -17,7 +17,7 @@ impl Checker<'_> {
                 .iter()
                 .find_map(|(k, v)| match (&k.value, &v.value) {
                     (Value::Str(k), Value::Str(id)) if k == "id" && valid_id(id) => {
-                        Some(id.clone())
+                        Some(id.to_string())
                     }
                     _ => None,
                 }),
@@ -192,7 +192,7 @@ impl Checker<'_> {
                 node.line,
                 key,
                 K::BadCountry {
-                    value: code.clone(),
+                    value: code.to_string(),
                 },
             );
         }

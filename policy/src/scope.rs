@@ -185,7 +185,54 @@ fn host_entry_fast(node: &Node) -> Option<HostRule> {
         }
         _ => return None,
     };
+    if plain_name(name) && !is_public_suffix(name) {
+        let coverage = if subdomains {
+            Coverage::WithSubdomains
+        } else {
+            Coverage::Exact
+        };
+        return Some(HostRule {
+            name: name.to_string(),
+            unicode: None,
+            coverage,
+        });
+    }
     host_rule(name, subdomains).ok()
+}
+
+/// Whether `name` is already a canonical, valid host name of the common shape, checked in one
+/// pass: lowercase letters, digits and `-` in non-empty labels of at most 63 bytes, at most 253
+/// bytes, no trailing dot, no `xn--` label (so UTS #46 maps it to itself and it has no other
+/// Unicode form), and a last label that is neither numeric nor `0x` hex (an address). For such a
+/// name [`host_rule`] returns it unchanged, unless it is a public suffix (checked apart); any
+/// other name goes through [`host_rule`]. A million-name table is mostly such names.
+fn plain_name(name: &str) -> bool {
+    const MAX_HOST_LEN: usize = 253;
+    const MAX_LABEL_LEN: usize = 63;
+    let label_ok = |l: &[u8]| !l.is_empty() && l.len() <= MAX_LABEL_LEN && !l.starts_with(b"xn--");
+    let b = name.as_bytes();
+    if b.len() > MAX_HOST_LEN {
+        return false;
+    }
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => {}
+            b'.' => {
+                if !label_ok(&b[start..i]) {
+                    return false;
+                }
+                start = i + 1;
+            }
+            _ => return false,
+        }
+    }
+    let last = &b[start..];
+    let numeric = last.iter().all(u8::is_ascii_digit);
+    let hex = last
+        .strip_prefix(b"0x")
+        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+    label_ok(last) && !numeric && !hex
 }
 
 /// Validates one host name: `*.` wildcard, IDNA (UTS #46 non-transitional, U-labels accepted,
@@ -306,6 +353,50 @@ fn looks_like_ip(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-pass check never accepts a name the full check would change or refuse.
+        #[test]
+        fn plain_names_are_what_the_full_check_keeps(
+            name in "((xn--|0x)?[a-z0-9\\-]{0,5}\\.?){1,5}",
+            subdomains: bool,
+        ) {
+            if plain_name(&name) && !is_public_suffix(&name) {
+                let rule = host_rule(&name, subdomains);
+                prop_assert!(rule.is_ok(), "{name:?}: {rule:?}");
+                if let Ok(rule) = rule {
+                    prop_assert_eq!(&rule.name, &name);
+                    prop_assert_eq!(rule.unicode, None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_names() {
+        for yes in ["shop.example", "a-b.c0.example", "h1.example"] {
+            assert!(plain_name(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "Shop.example",
+            "shop.example.",
+            "a..example",
+            "*.example",
+            "xn--bcher-kva.example",
+            "1.2.3.4",
+            "a.0x1f",
+            "a.0x",
+            "a.123",
+            "bücher.example",
+            "a_b.example",
+        ] {
+            assert!(!plain_name(no), "{no}");
+        }
+        assert!(!plain_name(&format!("{}.example", "a".repeat(64))));
+        assert!(!plain_name(&format!("{}.example", "a.".repeat(124))));
+    }
 
     fn ok(name: &str, sub: bool) -> HostRule {
         match host_rule(name, sub) {

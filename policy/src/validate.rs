@@ -18,11 +18,11 @@ pub(crate) struct Checker<'f> {
 /// A mapping's keys (first occurrence of each), after unknown and duplicate keys were reported.
 pub(crate) struct Fields<'n> {
     pub(crate) line: u32,
-    entries: Vec<(&'n str, &'n Node)>,
+    entries: Vec<(&'n str, &'n Node<'n>)>,
 }
 
 impl<'n> Fields<'n> {
-    pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'n Node<'n>> {
         self.entries
             .iter()
             .find(|(k, _)| *k == key)
@@ -84,7 +84,7 @@ impl<'f> Checker<'f> {
     /// A mapping with only `allowed` keys, each at most once.
     pub(crate) fn map<'n>(
         &mut self,
-        node: &'n Node,
+        node: &'n Node<'n>,
         key: &str,
         allowed: &'static [&'static str],
     ) -> Option<Fields<'n>> {
@@ -102,20 +102,20 @@ impl<'f> Checker<'f> {
                 continue;
             };
             let path = join(key, name);
-            if !allowed.contains(&name.as_str()) {
+            if !allowed.contains(&name.as_ref()) {
                 let expected = expected_list(allowed);
                 self.err(
                     k.line,
                     &path,
                     K::UnknownKey {
-                        key: name.clone(),
+                        key: name.to_string(),
                         expected,
                     },
                 );
             } else if let Some(first) = entries.iter().find(|(f, _)| f.value == k.value) {
                 if !std::ptr::eq(&first.0, k) {
                     let kind = K::DuplicateKey {
-                        key: name.clone(),
+                        key: name.to_string(),
                         first_line: first.0.line,
                     };
                     self.err(k.line, &path, kind);
@@ -127,7 +127,12 @@ impl<'f> Checker<'f> {
         Some(fields)
     }
 
-    pub(crate) fn req<'n>(&mut self, f: &Fields<'n>, parent: &str, key: &str) -> Option<&'n Node> {
+    pub(crate) fn req<'n>(
+        &mut self,
+        f: &Fields<'n>,
+        parent: &str,
+        key: &str,
+    ) -> Option<&'n Node<'n>> {
         let node = f.get(key);
         if node.is_none() {
             self.err(f.line, &join(parent, key), K::Missing);
@@ -135,7 +140,7 @@ impl<'f> Checker<'f> {
         node
     }
 
-    pub(crate) fn string<'n>(&mut self, node: &'n Node, key: &str) -> Option<&'n str> {
+    pub(crate) fn string<'n>(&mut self, node: &'n Node<'n>, key: &str) -> Option<&'n str> {
         match &node.value {
             Value::Str(s) if s.trim().is_empty() => {
                 self.err(node.line, key, K::Empty);
@@ -159,7 +164,12 @@ impl<'f> Checker<'f> {
         }
     }
 
-    pub(crate) fn list<'n>(&mut self, node: &'n Node, key: &str, hint: &'static str) -> &'n [Node] {
+    pub(crate) fn list<'n>(
+        &mut self,
+        node: &'n Node<'n>,
+        key: &str,
+        hint: &'static str,
+    ) -> &'n [Node<'n>] {
         match &node.value {
             Value::Seq(items) if items.is_empty() => {
                 self.err(node.line, key, K::EmptyList { hint });

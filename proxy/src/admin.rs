@@ -256,6 +256,15 @@ fn no_policy() -> Response<Full<Bytes>> {
 /// `POST /admin/policy/reload`: 200 applied or unchanged, 422 invalid file, 409 refused by the
 /// serial rule, 500 unreadable; the running table stays on every failure.
 async fn policy_reload(policy: &Arc<PolicyRuntime>) -> Response<Full<Bytes>> {
+    if let crate::config::PolicySource::Etcd(e) = &policy.config().source {
+        // Nothing to re-read: the watch applies every change of the key as it happens.
+        let body = serde_json::json!({
+            "result": "not_applicable",
+            "error": format!("policy.source is etcd: the policy follows {} (publish a new bundle with `portcullis policy publish`)", e.policy_key()),
+            "serial": policy.snapshot().table.serial(),
+        });
+        return json(StatusCode::CONFLICT, &body);
+    }
     let outcome = run_reload(policy, Trigger::Admin).await;
     let running = policy.snapshot().table.serial();
     let (status, body) = match &outcome {

@@ -145,8 +145,18 @@ pub fn key_id(public: &[u8]) -> String {
     id
 }
 
-/// Verifies `bytes` as a bundle against `trusted`, before anything inside is parsed.
-pub fn open(bytes: &[u8], trusted: &[TrustedKey]) -> Result<Verified, BundleError> {
+/// A bundle's contents, NOT verified: the key id it names and the policy bytes it carries.
+/// For tools that only read it (`policy publish` without `--trusted-key`: every node verifies
+/// what it receives); a node never uses this.
+pub fn unverified(bytes: &[u8]) -> Result<Verified, BundleError> {
+    decode(bytes).map(|(raw, policy, _)| Verified {
+        policy,
+        key_id: raw.key_id,
+    })
+}
+
+/// The raw bundle, its decoded policy and signature.
+fn decode(bytes: &[u8]) -> Result<(RawBundle, Vec<u8>, Vec<u8>), BundleError> {
     let raw: RawBundle = match serde_json::from_slice(bytes) {
         Ok(raw) => raw,
         Err(e) => {
@@ -174,6 +184,12 @@ pub fn open(bytes: &[u8], trusted: &[TrustedKey]) -> Result<Verified, BundleErro
     let signature = B64
         .decode(raw.signature.as_bytes())
         .map_err(|e| BundleError::Malformed(format!("signature is not base64: {e}")))?;
+    Ok((raw, policy, signature))
+}
+
+/// Verifies `bytes` as a bundle against `trusted`, before anything inside is parsed.
+pub fn open(bytes: &[u8], trusted: &[TrustedKey]) -> Result<Verified, BundleError> {
+    let (raw, policy, signature) = decode(bytes)?;
     let key =
         trusted
             .iter()

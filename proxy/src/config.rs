@@ -6,6 +6,7 @@
 //! is validated here.
 
 mod error;
+mod fleet;
 mod origin;
 mod policy;
 mod protection;
@@ -122,7 +123,8 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
     /// The legal-order file (POLICY-SPEC.md), hot-reloaded; resolved against the config's folder.
-    pub file: PathBuf,
+    /// Present exactly when `source` is [`PolicySource::File`].
+    pub file: Option<PathBuf>,
     /// Holds `policy.last-good.yaml` (used at start-up when the file is broken) and
     /// `audit.jsonl`; created if missing.
     pub state_dir: PathBuf,
@@ -132,7 +134,7 @@ pub struct PolicyConfig {
     /// How often the file's hash is compared with the running one, in case a watch event was
     /// missed.
     pub check_interval: Duration,
-    /// Where the policy comes from (`source`; only the file in this version).
+    /// Where the policy comes from (`source`: the file, or etcd).
     pub source: PolicySource,
     /// `trusted_keys`, loaded: when not empty, the file must be a bundle signed by one of them
     /// (see [`crate::bundle`]); empty means plain policy files, as before.
@@ -142,11 +144,37 @@ pub struct PolicyConfig {
 }
 
 /// `policy.source`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum PolicySource {
     /// `policy.file`, watched and hash-checked.
     #[default]
     File,
+    /// Signed bundles at `<prefix>/policy` in etcd, watched (see [`crate::fleet`]).
+    Etcd(EtcdConfig),
+}
+
+/// `policy.etcd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// `http://host:port` URLs of the cluster's members, tried in order on every (re)connect.
+    pub endpoints: Vec<String>,
+    /// Key prefix: the bundle is at `<prefix>/policy`, node reports at `<prefix>/nodes/<id>`.
+    pub prefix: String,
+    /// TTL of the lease the node's report is written with (a stopped node's report goes after
+    /// it); kept alive every third of it.
+    pub lease_ttl: Duration,
+}
+
+impl EtcdConfig {
+    /// `<prefix>/policy`.
+    pub fn policy_key(&self) -> String {
+        format!("{}/policy", self.prefix)
+    }
+
+    /// `<prefix>/nodes/`.
+    pub fn nodes_prefix(&self) -> String {
+        format!("{}/nodes/", self.prefix)
+    }
 }
 
 /// The `geoip:` section.

@@ -4,7 +4,8 @@
 //! What this crate does: listeners and connection handling ([`server`], `conn`), the request
 //! pipeline ([`pipeline`] — read its chart first), forwarding and origin pools ([`forward`],
 //! [`upstream`]), configuration ([`config`]), the legal-order runtime ([`policy`]: loading,
-//! reloads, cuts; signed policy bundles in [`bundle`]), the client's country ([`geo`]), admin endpoints and metrics ([`admin`],
+//! reloads, cuts; signed policy bundles in [`bundle`]; the etcd fleet source and node reports in
+//! [`fleet`]), the client's country ([`geo`]), admin endpoints and metrics ([`admin`],
 //! [`metrics`]), the hash-chained audit log ([`audit`]), and the CLI commands ([`cli`], with
 //! the self-contained [`demo`]).
 //!
@@ -27,6 +28,7 @@ pub mod config;
 pub mod conn;
 pub mod demo;
 pub mod error;
+pub mod fleet;
 pub mod forward;
 pub mod geo;
 pub mod h1;

@@ -56,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The fleet as etcd sees it (policy.source: etcd).
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
     /// The hash-chained audit log.
     Audit {
         #[command(subcommand)]
@@ -108,6 +113,23 @@ enum PolicyCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Write a signed BUNDLE to <prefix>/policy in etcd for every node with policy.source:
+    /// etcd. Refused (exit 1) unless its serial is higher than the one published; a concurrent
+    /// publish is detected (compare-and-put) and decided again. Prints the serial and revision.
+    Publish {
+        /// An etcd endpoint, http://host:port.
+        #[arg(long, value_name = "URL")]
+        etcd: String,
+        /// The key prefix the nodes use (policy.etcd.prefix).
+        #[arg(long, default_value = "/portcullis")]
+        prefix: String,
+        /// Verify the bundle against this public key first (repeat for more); without it the
+        /// bundle is only checked to be well-formed (every node verifies it anyway).
+        #[arg(long = "trusted-key", value_name = "PATH")]
+        trusted_keys: Vec<PathBuf>,
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+    },
     /// Transparency counts per jurisdiction, authority type and action over [SINCE, UNTIL):
     /// orders received in the period and orders in effect during it.
     Report {
@@ -121,6 +143,23 @@ enum PolicyCommand {
         until: OffsetDateTime,
         #[arg(long, value_enum, default_value = "markdown")]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// The published serial and every node's report (serial, lag behind the published serial,
+    /// applied_at, seconds since its report, last error).
+    Status {
+        /// An etcd endpoint, http://host:port.
+        #[arg(long, value_name = "URL")]
+        etcd: String,
+        /// The key prefix the nodes use (policy.etcd.prefix).
+        #[arg(long, default_value = "/portcullis")]
+        prefix: String,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -245,6 +284,9 @@ fn main() -> ExitCode {
             Err(e) => report(Err(e.into())),
         },
         Command::Policy { command } => policy(command),
+        Command::Fleet {
+            command: FleetCommand::Status { etcd, prefix, json },
+        } => block_on(portcullis::cli::fleet_status(&etcd, &prefix, json)),
         Command::Keys {
             command: KeysCommand::Generate { out, name },
         } => output(portcullis::cli::keys_generate(&out, &name)),
@@ -263,6 +305,19 @@ fn main() -> ExitCode {
 fn policy(command: PolicyCommand) -> ExitCode {
     use portcullis::cli::{ExplainRequest, ReportFormat};
     output(match command {
+        PolicyCommand::Publish {
+            etcd,
+            prefix,
+            trusted_keys,
+            bundle,
+        } => {
+            return block_on(portcullis::cli::policy_publish(
+                &etcd,
+                &prefix,
+                &bundle,
+                &trusted_keys,
+            ));
+        }
         PolicyCommand::Sign { key, out, file } => {
             return output(portcullis::cli::policy_sign(&key, &file, out.as_deref()));
         }
@@ -299,6 +354,19 @@ fn policy(command: PolicyCommand) -> ExitCode {
             portcullis::cli::policy_report(&file, since, until, format)
         }
     })
+}
+
+/// Runs a command that talks to etcd on a small runtime of its own.
+fn block_on<E: std::fmt::Display>(
+    command: impl std::future::Future<Output = Result<String, E>>,
+) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => output(rt.block_on(command)),
+        Err(e) => output(Err(format!("cannot start the async runtime: {e}"))),
+    }
 }
 
 /// Prints a command's text to stdout (exit 0) or its error to stderr (exit 1).

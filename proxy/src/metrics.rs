@@ -289,6 +289,14 @@ pub struct PolicyMetrics {
     dry_run: IntCounterVec,
     cut: IntCounterVec,
     bundles_refused: IntCounterVec,
+    /// 1 while the policy source is reachable: the etcd watch is established (always 1 with
+    /// `policy.source: file`).
+    pub source_connected: IntGauge,
+    /// Unix time of the last successful exchange with etcd.
+    pub source_last_contact: Gauge,
+    /// Times the etcd watch was re-established (after an error, a closed stream or a
+    /// compaction).
+    pub watch_restarts: IntCounter,
 }
 
 /// Reload outcomes, the `result` label of `portcullis_policy_reloads_total`.
@@ -512,6 +520,18 @@ impl Metrics {
                 ),
                 &["reason"],
             )),
+            source_connected: must(IntGauge::new(
+                "portcullis_policy_source_connected",
+                "1 while the policy source is reachable (policy.source: etcd: the watch is established; always 1 for a file).",
+            )),
+            source_last_contact: must(Gauge::new(
+                "portcullis_policy_source_last_contact_timestamp_seconds",
+                "Unix time of the last successful exchange with etcd (0 with policy.source: file).",
+            )),
+            watch_restarts: must(IntCounter::new(
+                "portcullis_policy_watch_restarts_total",
+                "Times the etcd watch of the policy was re-established (error, closed stream, compaction).",
+            )),
         };
         let cache = CacheMetrics {
             requests: must(IntCounterVec::new(
@@ -581,6 +601,9 @@ impl Metrics {
             Box::new(policy.dry_run.clone()),
             Box::new(policy.cut.clone()),
             Box::new(policy.bundles_refused.clone()),
+            Box::new(policy.source_connected.clone()),
+            Box::new(policy.source_last_contact.clone()),
+            Box::new(policy.watch_restarts.clone()),
             Box::new(cache.requests.clone()),
             Box::new(cache.bytes.clone()),
             Box::new(cache.objects.clone()),

@@ -16,6 +16,11 @@
 //!          effective or ended is audited, and a newly effective one cuts what it blocks
 //! ```
 //!
+//! With `policy.source: etcd` there is no file: start-up weighs the bundle read from etcd
+//! against the last good copy the same way ([`PolicyRuntime::start_from`]), and every value
+//! the watch sees goes through [`PolicyRuntime::apply_bytes`], the reload path above from
+//! `verify` on (the watch itself is in [`crate::fleet`]).
+//!
 //! `verify` applies only with `policy.trusted_keys`: the file must then be a bundle one of the
 //! keys signed ([`crate::bundle`]), checked before anything inside it is parsed, and the last
 //! good copy is that verified bundle (verified again at start-up). A refused bundle is counted
@@ -60,8 +65,10 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     File,
-    /// The file was broken or missing at start-up.
+    /// The file (or etcd) was broken, missing or unreachable at start-up.
     LastGood,
+    /// A bundle read from etcd (`policy.source: etcd`).
+    Etcd,
 }
 
 impl Source {
@@ -69,6 +76,7 @@ impl Source {
         match self {
             Source::File => "file",
             Source::LastGood => "last_good",
+            Source::Etcd => "etcd",
         }
     }
 }
@@ -81,6 +89,8 @@ pub enum Trigger {
     Signal,
     Admin,
     HashCheck,
+    /// A change of `<prefix>/policy` in etcd (watch event or a fresh read).
+    Etcd,
 }
 
 impl Trigger {
@@ -91,6 +101,7 @@ impl Trigger {
             Trigger::Signal => "sighup",
             Trigger::Admin => "admin",
             Trigger::HashCheck => "hash_check",
+            Trigger::Etcd => "etcd",
         }
     }
 }
@@ -173,6 +184,16 @@ pub enum StartError {
         last_good: PathBuf,
         last_good_error: String,
     },
+    #[error(
+        "no valid legal-order policy: etcd {key} at {endpoints}: {etcd_error}; and no last good copy at {last_good}: {last_good_error}. Refusing to serve without the policy (fail closed)"
+    )]
+    NoEtcdPolicy {
+        endpoints: String,
+        key: String,
+        etcd_error: String,
+        last_good: PathBuf,
+        last_good_error: String,
+    },
     #[error("cannot create the policy state directory {path}")]
     StateDir {
         path: PathBuf,
@@ -218,6 +239,45 @@ pub struct PolicyRuntime {
     /// The directory watch, started with the runtime so no change after start-up is missed,
     /// and handed to its task by [`PolicyRuntime::spawn_triggers`].
     watch: Mutex<Option<WatchEvents>>,
+    /// The etcd connection's state, shown by `GET /admin/policy` (`policy.source: etcd`).
+    link: std::sync::OnceLock<Arc<crate::fleet::Link>>,
+}
+
+/// What start-up tries before the last good copy: the file, or the bundle read from etcd.
+#[derive(Debug)]
+pub struct Primary {
+    /// Names it in messages (the file's path, or `etcd:<key>`).
+    pub label: PathBuf,
+    /// The policy, its sha256 and bytes; or why there is none.
+    pub loaded: Result<(Policy, String, Vec<u8>), LoadFailure>,
+    /// The snapshot's source when it is applied.
+    pub source: Source,
+}
+
+impl Primary {
+    /// The bytes fetched from etcd, or why there are none (the key is absent, etcd did not
+    /// answer).
+    pub fn fetched(
+        cfg: &PolicyConfig,
+        label: PathBuf,
+        fetched: Result<Vec<u8>, String>,
+    ) -> Primary {
+        let loaded = match fetched {
+            Ok(bytes) => {
+                let sha = sha256_hex(&bytes);
+                match load_bytes(cfg, &label, &bytes) {
+                    Ok((policy, _)) => Ok((policy, sha, bytes)),
+                    Err(outcome) => Err((outcome, Some(sha))),
+                }
+            }
+            Err(why) => Err((Outcome::Error(why), None)),
+        };
+        Primary {
+            label,
+            loaded,
+            source: Source::Etcd,
+        }
+    }
 }
 
 /// What runs after every sweep (see [`PolicyRuntime::on_sweep`]).
@@ -270,7 +330,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// Hex sha256, as [`Snapshot::sha256`] holds it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -296,7 +357,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// Why a file was not loaded, and the content key that stands for it (so the same content is
 /// not retried by the hash check).
-type LoadFailure = (Outcome, Option<String>);
+pub type LoadFailure = (Outcome, Option<String>);
 
 /// Parses a policy file's bytes; the error is every problem as one message.
 fn parse_policy(path: &Path, bytes: &[u8]) -> Result<Policy, Outcome> {
@@ -361,6 +422,40 @@ impl PolicyRuntime {
     /// Loads the policy at start-up, failing closed: the file, else the last good copy, else
     /// an error that stops the proxy.
     pub fn start(cfg: &PolicyConfig, metrics: PolicyMetrics) -> Result<Arc<Self>, StartError> {
+        let file = cfg.file.clone().unwrap_or_default();
+        // A local file is always "connected"; the etcd source keeps this gauge itself.
+        metrics.source_connected.set(1);
+        let primary = Primary {
+            loaded: read_policy(cfg, &file),
+            label: file.clone(),
+            source: Source::File,
+        };
+        Self::start_from(
+            cfg,
+            metrics,
+            primary,
+            |file_error, last_good, last_good_error| StartError::NoPolicy {
+                file,
+                file_error,
+                last_good,
+                last_good_error,
+            },
+        )
+    }
+
+    /// Start-up from `primary` (else the last good copy, else `no_policy(primary's error, last
+    /// good path, its error)`).
+    pub fn start_from(
+        cfg: &PolicyConfig,
+        metrics: PolicyMetrics,
+        primary: Primary,
+        no_policy: impl FnOnce(String, PathBuf, String) -> StartError,
+    ) -> Result<Arc<Self>, StartError> {
+        let Primary {
+            label,
+            loaded: from_file,
+            source: primary_source,
+        } = primary;
         std::fs::create_dir_all(&cfg.state_dir).map_err(|source| StartError::StateDir {
             path: cfg.state_dir.clone(),
             source,
@@ -374,7 +469,6 @@ impl PolicyRuntime {
             }
         };
         let last_good_path = cfg.state_dir.join(LAST_GOOD);
-        let from_file = read_policy(cfg, &cfg.file);
         // A last good copy is verified again: one the configured keys no longer accept is
         // not used.
         let from_last_good = || read_policy(cfg, &last_good_path);
@@ -393,7 +487,7 @@ impl PolicyRuntime {
                 });
                 match refused {
                     Some((good, good_sha, reason)) => {
-                        tracing::error!(file = %cfg.file.display(), %reason, "policy file refused at start-up; enforcing the last good copy");
+                        tracing::error!(file = %label.display(), %reason, "policy file refused at start-up; enforcing the last good copy");
                         if !cfg.trusted_keys.is_empty() {
                             refused_bundle = Some(BundleRefusal {
                                 reason: "serial",
@@ -406,7 +500,7 @@ impl PolicyRuntime {
                     }
                     None => {
                         applied_bytes = Some(bytes);
-                        (policy, sha, Source::File, None)
+                        (policy, sha, primary_source, None)
                     }
                 }
             }
@@ -418,16 +512,12 @@ impl PolicyRuntime {
                 let file_error = outcome.error().unwrap_or_default().to_owned();
                 match from_last_good() {
                     Ok((good, good_sha, _)) => {
-                        tracing::error!(file = %cfg.file.display(), error = %file_error, last_good = %last_good_path.display(), "policy file unusable at start-up; enforcing the last good copy");
+                        tracing::error!(file = %label.display(), error = %file_error, last_good = %last_good_path.display(), "policy file unusable at start-up; enforcing the last good copy");
                         (good, good_sha, Source::LastGood, Some(file_error))
                     }
                     Err((lg, _)) => {
-                        return Err(StartError::NoPolicy {
-                            file: cfg.file.clone(),
-                            file_error,
-                            last_good: last_good_path,
-                            last_good_error: lg.error().unwrap_or_default().to_owned(),
-                        });
+                        let last_good_error = lg.error().unwrap_or_default().to_owned();
+                        return Err(no_policy(file_error, last_good_path, last_good_error));
                     }
                 }
             }
@@ -466,10 +556,11 @@ impl PolicyRuntime {
             last_stamp: Mutex::new(None),
             checks: AtomicU64::new(0),
             retired: Mutex::new(None),
-            watch: Mutex::new(Some({
+            watch: Mutex::new(cfg.file.as_ref().map(|file| {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-                (watch_dir(&cfg.file, tx), rx)
+                (watch_dir(file, tx), rx)
             })),
+            link: std::sync::OnceLock::new(),
         });
         if let Some(bytes) = applied_bytes {
             rt.persist_last_good(&bytes);
@@ -504,7 +595,7 @@ impl PolicyRuntime {
             }),
         );
         *lock(&rt.states) = states;
-        tracing::info!(serial, orders, source = source.as_str(), file = %cfg.file.display(), "legal-order policy loaded");
+        tracing::info!(serial, orders, source = source.as_str(), file = %label.display(), "legal-order policy loaded");
         Ok(rt)
     }
 
@@ -578,7 +669,31 @@ impl PolicyRuntime {
     pub fn reload(&self, trigger: Trigger) -> Outcome {
         let _one = lock(&self.reloading);
         let now = SystemTime::now();
-        let outcome = self.try_reload(trigger, now);
+        let outcome = match self.cfg.file.clone() {
+            Some(file) => {
+                let (read, sha) = read_keyed(&file);
+                self.try_apply(trigger, now, &file, read, sha)
+            }
+            None => Outcome::Error(
+                "policy.source is etcd: there is no file to reload; the policy follows <prefix>/policy (publish with `portcullis policy publish`)".into(),
+            ),
+        };
+        self.finish(trigger, now, outcome)
+    }
+
+    /// Applies a bundle's (or policy file's) bytes through the same path as a file reload:
+    /// verify, parse, serial rule, compile, swap, persist the last good copy, audit, sweep.
+    /// `label` names where they came from in messages. Blocking, like [`Self::reload`].
+    pub fn apply_bytes(&self, trigger: Trigger, label: &Path, bytes: Vec<u8>) -> Outcome {
+        let _one = lock(&self.reloading);
+        let now = SystemTime::now();
+        let sha = sha256_hex(&bytes);
+        let outcome = self.try_apply(trigger, now, label, Ok(bytes), sha);
+        self.finish(trigger, now, outcome)
+    }
+
+    /// Counts, records, logs and audits what an attempt came to.
+    fn finish(&self, trigger: Trigger, now: SystemTime, outcome: Outcome) -> Outcome {
         if outcome == Outcome::Skipped {
             return outcome;
         }
@@ -645,11 +760,19 @@ impl PolicyRuntime {
         outcome
     }
 
-    fn try_reload(&self, trigger: Trigger, now: SystemTime) -> Outcome {
+    fn try_apply(
+        &self,
+        trigger: Trigger,
+        now: SystemTime,
+        label: &Path,
+        read: std::io::Result<Vec<u8>>,
+        sha: String,
+    ) -> Outcome {
         let running = self.snapshot_arc();
         let started = std::time::Instant::now();
-        let quiet = matches!(trigger, Trigger::Watch | Trigger::HashCheck);
-        let (read, sha) = read_keyed(&self.cfg.file);
+        // A watch fires for anything in the directory, and etcd is read afresh after every
+        // reconnect: content already running or already refused is not counted again.
+        let quiet = matches!(trigger, Trigger::Watch | Trigger::HashCheck | Trigger::Etcd);
         if quiet
             && (sha == running.sha256 || lock(&self.status).last_bad_sha.as_deref() == Some(&sha))
         {
@@ -657,10 +780,10 @@ impl PolicyRuntime {
             return Outcome::Skipped;
         }
         let loaded = match read {
-            Ok(bytes) => load_bytes(&self.cfg, &self.cfg.file, &bytes).map(|p| (p, bytes)),
+            Ok(bytes) => load_bytes(&self.cfg, label, &bytes).map(|p| (p, bytes)),
             Err(e) => Err(Outcome::Error(format!(
                 "cannot read {}: {e}",
-                self.cfg.file.display()
+                label.display()
             ))),
         };
         let ((policy, key_id), bytes) = match loaded {
@@ -687,7 +810,7 @@ impl PolicyRuntime {
                     return Outcome::BundleRefused(BundleRefusal {
                         reason: "serial",
                         key_id,
-                        message: format!("{}: {e}", self.cfg.file.display()),
+                        message: format!("{}: {e}", label.display()),
                     });
                 }
                 return Outcome::Refused(e.to_string());
@@ -705,11 +828,16 @@ impl PolicyRuntime {
         self.metrics
             .serial
             .set(i64::try_from(serial).unwrap_or(i64::MAX));
+        let source = if trigger == Trigger::Etcd {
+            Source::Etcd
+        } else {
+            Source::File
+        };
         self.current.store(Arc::new(Snapshot {
             table: new,
             sha256: sha.clone(),
             loaded_at: now,
-            source: Source::File,
+            source,
         }));
         self.generation.fetch_add(1, Ordering::AcqRel);
         tracing::info!(
@@ -730,7 +858,7 @@ impl PolicyRuntime {
                 "serial": serial,
                 "previous_serial": running.table.serial(),
                 "sha256": sha,
-                "source": "file",
+                "source": source.as_str(),
                 "key_id": key_id,
                 "orders": orders,
                 "added": diff.added,
@@ -855,9 +983,10 @@ impl PolicyRuntime {
     /// hash, and in any case every [`FULL_HASH_EVERY`] checks: re-hashing a 19 MB table every
     /// second would cost more CPU than it is worth.
     pub fn file_changed(&self) -> bool {
-        let stamp = std::fs::metadata(&self.cfg.file)
-            .ok()
-            .map(|m| FileStamp::of(&m));
+        let Some(file) = &self.cfg.file else {
+            return false;
+        };
+        let stamp = std::fs::metadata(file).ok().map(|m| FileStamp::of(&m));
         let checks = self.checks.fetch_add(1, Ordering::Relaxed);
         {
             let mut last = lock(&self.last_stamp);
@@ -866,7 +995,7 @@ impl PolicyRuntime {
             }
             *last = stamp;
         }
-        let key = content_key(std::fs::read(&self.cfg.file).as_deref());
+        let key = content_key(std::fs::read(file).as_deref());
         key != self.snapshot().sha256 && lock(&self.status).last_bad_sha.as_deref() != Some(&key)
     }
 
@@ -926,7 +1055,7 @@ impl PolicyRuntime {
             "sha256": snapshot.sha256,
             "loaded_at": rfc3339(snapshot.loaded_at),
             "source": snapshot.source.as_str(),
-            "file": self.cfg.file.display().to_string(),
+            "file": self.cfg.file.as_ref().map(|f| f.display().to_string()),
             "blocked_by": policy.blocked_by,
             "last_error": status.last_error,
             "last_reload": status.last_attempt.map(|(at, trigger, result)| json!({
@@ -938,10 +1067,29 @@ impl PolicyRuntime {
             "states": states,
             "open_exchanges": self.cuts.len(),
         });
+        if let Some(link) = self.link.get() {
+            link.describe(&mut out);
+        }
         if with_orders {
             out["orders"] = Value::Array(orders);
         }
         out
+    }
+
+    /// The error of the last failed load, if the last load failed.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.status).last_error.clone()
+    }
+
+    /// Hands the etcd connection's state to `GET /admin/policy` (once).
+    pub fn set_link(&self, link: Arc<crate::fleet::Link>) {
+        let _ = self.link.set(link);
+    }
+
+    /// The hex sha256 of the running table's bytes, its serial and when it was loaded.
+    pub fn running(&self) -> (u64, String, SystemTime) {
+        let s = self.snapshot();
+        (s.table.serial(), s.sha256.clone(), s.loaded_at)
     }
 
     /// Runs the triggers that need a task or a thread: the directory watch, SIGHUP, the hash
@@ -951,7 +1099,9 @@ impl PolicyRuntime {
             tokio::spawn(debounced_reloads(self.clone(), rx, watcher, stop.clone()));
         }
         tokio::spawn(reload_on_sighup(self.clone(), stop.clone()));
-        tokio::spawn(hash_check(self.clone(), stop.clone()));
+        if self.cfg.file.is_some() {
+            tokio::spawn(hash_check(self.clone(), stop.clone()));
+        }
         tokio::spawn(clock(self.clone(), stop));
     }
 }
@@ -1072,13 +1222,22 @@ async fn debounced_reloads(
 /// takes about a second of CPU to parse and compile, and where the proxy shares its cores (or is
 /// pinned to one) that second must go to requests first.
 pub async fn run_reload(rt: &Arc<PolicyRuntime>, trigger: Trigger) -> Outcome {
+    run_apply(rt, move |rt| rt.reload(trigger)).await
+}
+
+/// Runs `apply` (a reload, or [`PolicyRuntime::apply_bytes`]) the way [`run_reload`] does: on
+/// a thread of its own at the lowest CPU priority.
+pub async fn run_apply<F>(rt: &Arc<PolicyRuntime>, apply: F) -> Outcome
+where
+    F: FnOnce(&PolicyRuntime) -> Outcome + Send + 'static,
+{
     let rt = rt.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("portcullis-policy-reload".to_owned())
         .spawn(move || {
             lower_priority();
-            let _ = tx.send(rt.reload(trigger));
+            let _ = tx.send(apply(&rt));
         });
     if let Err(e) = spawned {
         return Outcome::Error(format!("cannot start the reload thread: {e}"));
@@ -1110,6 +1269,12 @@ async fn reload_on_sighup(rt: Arc<PolicyRuntime>, mut stop: tokio::sync::watch::
             tokio::select! {
                 got = hangup.recv() => if got.is_none() { return },
                 _ = stop.changed() => return,
+            }
+            if rt.cfg.file.is_none() {
+                tracing::info!(
+                    "SIGHUP: policy.source is etcd, so the policy follows <prefix>/policy and there is nothing to reload (certificates still reload)"
+                );
+                continue;
             }
             run_reload(&rt, Trigger::Signal).await;
         }
@@ -1191,7 +1356,7 @@ mod tests {
         )
         .unwrap();
         let cfg = PolicyConfig {
-            file,
+            file: Some(file),
             state_dir: dir.path().join("state"),
             close_grace: Duration::from_secs(5),
             check_interval: Duration::from_secs(1),

@@ -23,7 +23,6 @@ use crate::config::Config;
 use crate::geo::Geo;
 use crate::metrics::Metrics;
 use crate::pipeline::Shared;
-use crate::policy::PolicyRuntime;
 use crate::protection::Protection;
 use crate::protection::reload::ConfigReloader;
 use crate::route::SiteTable;
@@ -74,6 +73,8 @@ pub struct Proxy {
     cert_watch: Option<portcullis_certs::WatchGuard>,
     /// Re-reads the config file (SIGHUP, admin); `None` when the config has no file.
     config_reload: Option<Arc<ConfigReloader>>,
+    /// The etcd watch and report (`policy.source: etcd`), started by `run`.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -87,11 +88,14 @@ impl Proxy {
     pub async fn bind(config: &Config) -> Result<Proxy, ServeError> {
         let metrics = Metrics::new();
         // Fail closed: no listener is bound before the policy to enforce is loaded.
-        let policy = match &config.policy {
+        let (policy, fleet) = match &config.policy {
             Some(p) => {
-                Some(PolicyRuntime::start(p, metrics.policy.clone()).map_err(ServeError::Policy)?)
+                let (rt, fleet) = crate::fleet::start(p, metrics.policy.clone())
+                    .await
+                    .map_err(ServeError::Policy)?;
+                (Some(rt), fleet)
             }
-            None => None,
+            None => (None, None),
         };
         let geo = Arc::new(Geo::new(config.geoip.as_ref()).map_err(ServeError::Geo)?);
         let tls = match &config.tls {
@@ -177,6 +181,7 @@ impl Proxy {
             cert_watch,
             tls,
             config_reload,
+            fleet,
         })
     }
 
@@ -237,10 +242,14 @@ impl Proxy {
             cert_watch: _cert_watch,
             // SIGHUP reloads go through `Proxy::config_reloader`; the admin state holds one too.
             config_reload: _,
+            fleet,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Some(policy) = &shared.policy {
             policy.spawn_triggers(stop_rx.clone());
+        }
+        if let Some(fleet) = &fleet {
+            fleet.spawn(stop_rx.clone());
         }
         let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
         let builder = Arc::new(server_builder(&shared));

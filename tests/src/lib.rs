@@ -21,6 +21,8 @@
 //!   policy endpoints.
 //! - [`bundle`]: a [`bundle::Signer`] that turns policy files into signed bundles, and a
 //!   tampered bundle.
+//! - [`etcd`]: a real etcd on loopback (temporary data dir, free ports), stopped and
+//!   restarted on demand, and a relay to it that cuts one node off, for the fleet tests.
 //! - [`body`]: bodies generated on the fly (never held in memory) and a byte counter.
 //! - [`mmdb`]: a writer of MaxMind DB (`.mmdb`) files, for GeoIP tests and fixtures.
 //! - [`cache`]: a [`ScriptedOrigin`] answering what the test scripts per path (and recording
@@ -36,6 +38,7 @@ pub mod bundle;
 pub mod cache;
 pub mod canned;
 pub mod client;
+pub mod etcd;
 pub mod metrics;
 pub mod mmdb;
 pub mod origin;
@@ -52,6 +55,7 @@ use std::time::Duration;
 pub use body::{RepeatBody, TestBody};
 pub use cache::{Answer, CacheStatus, ScriptedOrigin};
 pub use client::{H1, H2, Reply};
+pub use etcd::Etcd;
 pub use metrics::{Scrape, promtool_check};
 pub use origin::{Origin, OriginHandle};
 pub use process::ProxyProcess;

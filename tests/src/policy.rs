@@ -314,16 +314,23 @@ pub(crate) struct PolicySetup {
     pub(crate) keys: Vec<(String, String)>,
     /// The policy path is a symlink to a versioned file.
     pub(crate) symlink: bool,
+    /// `source: etcd`: no `file:` key.
+    pub(crate) etcd: bool,
+    /// `state_dir` somewhere else than `state/` beside the config.
+    pub(crate) state_dir: Option<PathBuf>,
 }
 
 impl PolicySetup {
     pub(crate) fn render(&self, y: &mut String) {
-        let _ = writeln!(
-            y,
-            "policy:\n  file: {}\n  state_dir: {}",
-            q(POLICY_FILE),
-            q(STATE_DIR)
-        );
+        y.push_str("policy:\n");
+        if !self.etcd {
+            let _ = writeln!(y, "  file: {}", q(POLICY_FILE));
+        }
+        let state_dir = self
+            .state_dir
+            .as_ref()
+            .map_or_else(|| STATE_DIR.to_owned(), |d| d.display().to_string());
+        let _ = writeln!(y, "  state_dir: {}", q(&state_dir));
         for (k, v) in &self.keys {
             let _ = writeln!(y, "  {k}: {v}");
         }

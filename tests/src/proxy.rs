@@ -93,6 +93,8 @@ pub struct TestProxy {
     cache: Vec<(String, String)>,
     /// `protection:` keys, values written verbatim; no section when empty.
     protection: Vec<(String, String)>,
+    /// The top-level `node_id`.
+    node_id: Option<String>,
 }
 
 impl Default for TestProxy {
@@ -117,6 +119,7 @@ impl TestProxy {
             geoip: Vec::new(),
             cache: Vec::new(),
             protection: Vec::new(),
+            node_id: None,
         }
     }
 
@@ -130,6 +133,32 @@ impl TestProxy {
     /// Drops every `protection:` key given so far (to render a changed config for a reload).
     pub fn clear_protection(mut self) -> TestProxy {
         self.protection.clear();
+        self
+    }
+
+    /// The top-level `node_id`.
+    pub fn node_id(mut self, id: &str) -> TestProxy {
+        self.node_id = Some(id.to_owned());
+        self
+    }
+
+    /// A `policy:` section with `source: etcd` (no file): bundles from `endpoint` under
+    /// `prefix`, reports with a `lease_ttl` lease. Needs [`TestProxy::trusted_keys`] and
+    /// [`TestProxy::node_id`].
+    pub fn etcd_policy(mut self, endpoint: &str, prefix: &str, lease_ttl: &str) -> TestProxy {
+        self.policy_setup().text = None;
+        self.policy_setup().etcd = true;
+        self.policy_key("source", "etcd").policy_key(
+            "etcd",
+            &format!(
+                "{{ endpoints: [{endpoint:?}], prefix: {prefix:?}, lease_ttl: {lease_ttl:?} }}"
+            ),
+        )
+    }
+
+    /// `policy.state_dir` at an absolute path (kept across restarts of a node).
+    pub fn state_dir(mut self, dir: &Path) -> TestProxy {
+        self.policy_setup().state_dir = Some(dir.to_owned());
         self
     }
 
@@ -256,7 +285,11 @@ impl TestProxy {
 
     /// The config file text.
     pub fn render(&self) -> String {
-        let mut y = String::from("listeners:\n  - address: \"127.0.0.1:0\"\n");
+        let mut y = String::new();
+        if let Some(id) = &self.node_id {
+            let _ = writeln!(y, "node_id: {id:?}");
+        }
+        y.push_str("listeners:\n  - address: \"127.0.0.1:0\"\n");
         if self.redirect_https {
             y.push_str("    redirect_https: true\n");
         }

@@ -44,7 +44,8 @@ fn key_source_and_node_errors_name_line_and_key() {
     .unwrap_err();
     let want = [
         "line 1: node_id: \"edge fra\" is not a node id",
-        "line 7: policy.source: policy source \"etcd\" is not available in this version",
+        "line 5: policy.file: not used with policy.source: etcd",
+        "line 5: policy.etcd: required with policy.source: etcd",
         "line 9: policy.trusted_keys[0]: unusable trusted key: cannot read key file",
         "line 10: policy.trusted_keys[1]: unusable trusted key:",
         "line 12: policy.trusted_keys[3]: key ",
@@ -66,9 +67,9 @@ fn key_source_and_node_errors_name_line_and_key() {
         errs[1].contains("policy.trusted_keys: must not be empty"),
         "{errs:?}"
     );
-    // The etcd keys of a later stage are not invented: an unknown key is refused.
+    // An etcd section needs its endpoints (and unknown keys in it are refused).
     let errs = config(dir.path(), "", "  etcd:\n    prefix: \"/p\"\n").unwrap_err();
-    assert!(errs[0].contains("etcd"), "{errs:?}");
+    assert!(errs[0].contains("endpoints"), "{errs:?}");
 }
 
 #[test]

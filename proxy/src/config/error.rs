@@ -110,12 +110,18 @@ pub enum ConfigErrorKind {
     Key(#[source] crate::bundle::KeyError),
     #[error("key {id} is listed twice (also as {other})")]
     DuplicateKey { id: String, other: String },
-    #[error(
-        "policy source {value:?} is not available in this version (only \"file\"; etcd distribution is not built yet)"
-    )]
-    SourceNotAvailable { value: String },
-    #[error("{value:?} is not a policy source (file)")]
+    #[error("{value:?} is not a policy source (file, etcd)")]
     BadSource { value: String },
+    #[error("required {why}")]
+    Required { why: &'static str },
+    #[error("not used {why}")]
+    NotUsed { why: &'static str },
+    #[error("bad etcd endpoint: {reason}")]
+    BadEtcdEndpoint { reason: String },
+    #[error("{value:?} is not a key prefix (start with '/', no trailing '/', no spaces)")]
+    BadEtcdPrefix { value: String },
+    #[error("{value:?}: a lease TTL is whole seconds, at least 2s")]
+    BadLeaseTtl { value: String },
     #[error("{value:?} is not a node id (1 to 64 bytes of letters, digits, '-', '_' and '.')")]
     BadNodeId { value: String },
     #[error("{value:?} is not a rate (a size per second, e.g. \"1KiB/s\"; 0 turns it off)")]

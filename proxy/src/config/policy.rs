@@ -84,34 +84,66 @@ impl Validator<'_> {
             check_interval,
             source,
             trusted_keys,
+            etcd,
         } = &raw.value;
         let before = self.errors.len();
-        let source = match source {
-            None => PolicySource::File,
+        let from_etcd = match source {
+            None => false,
             Some(s) => match s.value.trim() {
-                "file" => PolicySource::File,
-                "etcd" => {
-                    let value = s.value.clone();
-                    self.err(
-                        s,
-                        "policy.source",
-                        ConfigErrorKind::SourceNotAvailable { value },
-                    );
-                    PolicySource::File
-                }
+                "file" => false,
+                "etcd" => true,
                 _ => {
                     let value = s.value.clone();
                     self.err(s, "policy.source", ConfigErrorKind::BadSource { value });
-                    PolicySource::File
+                    false
                 }
             },
         };
+        let keys_listed = trusted_keys.is_some();
         let trusted_keys = trusted_keys
             .as_ref()
             .map(|k| self.trusted_keys(k))
             .unwrap_or_default();
-        if file.value.trim().is_empty() {
-            self.err(file, "policy.file", ConfigErrorKind::Empty);
+        let file = match (file, from_etcd) {
+            (Some(f), false) => {
+                if f.value.trim().is_empty() {
+                    self.err(f, "policy.file", ConfigErrorKind::Empty);
+                }
+                Some(self.base.join(&f.value))
+            }
+            (None, false) => {
+                let why = "with policy.source: file (the default): the legal-order file to enforce";
+                self.err(raw, "policy.file", ConfigErrorKind::Required { why });
+                None
+            }
+            (Some(f), true) => {
+                let why = "with policy.source: etcd (the policy comes from <prefix>/policy; remove policy.file)";
+                self.err(f, "policy.file", ConfigErrorKind::NotUsed { why });
+                None
+            }
+            (None, true) => None,
+        };
+        let source = match (etcd, from_etcd) {
+            (Some(e), true) => self.etcd_section(e).map(PolicySource::Etcd),
+            (None, true) => {
+                let why = "with policy.source: etcd (endpoints, prefix)";
+                self.err(raw, "policy.etcd", ConfigErrorKind::Required { why });
+                None
+            }
+            (Some(e), false) => {
+                let why = "unless policy.source is etcd";
+                self.err(e, "policy.etcd", ConfigErrorKind::NotUsed { why });
+                None
+            }
+            (None, false) => Some(PolicySource::File),
+        };
+        if from_etcd && !keys_listed {
+            let why = "with policy.source: etcd (bundles from etcd must be signed: list the public keys they may be signed with)";
+            self.err(
+                raw,
+                "policy.trusted_keys",
+                ConfigErrorKind::Required { why },
+            );
         }
         if state_dir.value.trim().is_empty() {
             self.err(state_dir, "policy.state_dir", ConfigErrorKind::Empty);
@@ -127,8 +159,9 @@ impl Validator<'_> {
             }
             None => CHECK_INTERVAL,
         };
+        let source = source?;
         (self.errors.len() == before).then(|| PolicyConfig {
-            file: self.base.join(&file.value),
+            file,
             state_dir: self.base.join(&state_dir.value),
             close_grace,
             check_interval,

@@ -53,7 +53,8 @@ pub(crate) struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPolicy {
-    pub(crate) file: Spanned<String>,
+    #[serde(default)]
+    pub(crate) file: Option<Spanned<String>>,
     pub(crate) state_dir: Spanned<String>,
     #[serde(default)]
     pub(crate) close_grace: Option<Spanned<String>>,
@@ -63,6 +64,18 @@ pub(crate) struct RawPolicy {
     pub(crate) source: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) trusted_keys: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) etcd: Option<Spanned<RawEtcd>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEtcd {
+    pub(crate) endpoints: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) lease_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,7 +13,7 @@ use super::raw::{RawAdmin, RawCache, RawConfig, RawLimits, RawLogging, RawSite, 
 use super::units;
 use super::{
     AdminConfig, CacheConfig, Config, ConfigError, ConfigErrorKind, Limits, Logging,
-    MIN_HEADER_SIZE, OriginConfig, PolicyConfig, SiteConfig,
+    MIN_HEADER_SIZE, OriginConfig, PolicyConfig, PolicySource, SiteConfig,
 };
 
 /// Upper bound of `limits.max_connections`: far above what one machine holds open, and within
@@ -64,9 +64,20 @@ impl Validator<'_> {
         }
         let out_listeners = self.listeners(listeners.value, tls.as_ref(), &mut seen_addrs);
         let tls = tls.and_then(|t| self.tls_section(&t));
+        let node_id_given = node_id.is_some();
         let node_id = node_id.and_then(|n| self.node_id(&n));
         let policy = policy
-            .and_then(|p| self.policy_section(&p))
+            .and_then(|p| {
+                let section = self.policy_section(&p);
+                if let Some(PolicySource::Etcd(_)) = section.as_ref().map(|s| &s.source) {
+                    if !node_id_given {
+                        let why = "with policy.source: etcd (the name this node reports under, <prefix>/nodes/<node_id>)";
+                        self.err(&p, "node_id", ConfigErrorKind::Required { why });
+                        return None;
+                    }
+                }
+                section
+            })
             .map(|p| PolicyConfig {
                 node_id: node_id.clone(),
                 ..p

@@ -9,6 +9,7 @@ mod actions;
 mod bypass;
 mod clock;
 mod cut;
+mod fleet;
 mod geo;
 mod reload;
 mod signed;
