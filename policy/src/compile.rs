@@ -135,6 +135,7 @@ fn radix_sort_by_low_bits(v: &mut Vec<Pending>, bits: u32) {
         let digit = |h: u64| ((h >> shift) & mask) as usize;
         let mut starts = vec![0usize; 1 << width];
         for e in v.iter() {
+            crate::pause::point();
             starts[digit(e.hash)] += 1;
         }
         let mut sum = 0;
@@ -142,6 +143,7 @@ fn radix_sort_by_low_bits(v: &mut Vec<Pending>, bits: u32) {
             (*c, sum) = (sum, sum + *c);
         }
         for e in v.iter() {
+            crate::pause::point();
             let d = digit(e.hash);
             tmp[starts[d]] = *e;
             starts[d] += 1;
@@ -180,6 +182,7 @@ impl CompiledPolicy {
         for (i, order) in policy.orders.iter().enumerate() {
             let order_index = u32::try_from(i).unwrap_or(u32::MAX);
             for (j, host) in order.scope.hosts.iter().enumerate() {
+                crate::pause::point();
                 let name = host.name.as_str();
                 prefilter.add_labels(name);
                 names.push(Pending {
@@ -193,6 +196,7 @@ impl CompiledPolicy {
         let buckets = (table.capacity().saturating_mul(8) / 7 + 1).next_power_of_two();
         radix_sort_by_low_bits(&mut names, buckets.trailing_zeros());
         for n in names {
+            crate::pause::point();
             // The name itself is read only to compare with a slot of the same tag (rare):
             // reading it for every insert would be the random access the sort avoids.
             let new = Slot {
@@ -249,6 +253,25 @@ impl CompiledPolicy {
             table,
             more,
             prefilter,
+        }
+    }
+
+    /// Frees the table with a [`crate::pause::point`] per host name: dropping a million names
+    /// in one go would hold the CPU for tens of milliseconds without a pause.
+    pub fn free_gradually(self) {
+        let CompiledPolicy {
+            mut policy,
+            orders,
+            table,
+            more,
+            prefilter,
+        } = self;
+        drop((orders, table, more, prefilter));
+        while let Some(mut order) = policy.orders.pop() {
+            while let Some(host) = order.scope.hosts.pop() {
+                drop(host);
+                crate::pause::point();
+            }
         }
     }
 

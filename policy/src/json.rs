@@ -75,6 +75,7 @@ impl<'a> Parser<'a> {
     }
 
     fn value(&mut self, depth: u32) -> Result<Node<'a>, JsonError> {
+        crate::pause::point();
         self.ws();
         let line = self.line;
         let value = match self.b.get(self.i) {

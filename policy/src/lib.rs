@@ -71,6 +71,7 @@ mod order;
 pub mod page;
 mod parse;
 pub mod path;
+pub mod pause;
 pub mod report;
 mod scope;
 mod validate;

@@ -22,6 +22,7 @@ impl Checker<'_> {
             let items = self.list(list, "scope.hosts", hint);
             hosts.reserve(items.len());
             for (i, item) in items.iter().enumerate() {
+                crate::pause::point();
                 // Well-formed entries take the fast path; anything else is checked again
                 // with key paths for its errors.
                 if let Some(rule) = host_entry_fast(item) {

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use portcullis_policy::{CompiledPolicy, OrderState, Policy, SerialError};
+use portcullis_policy::{CompiledPolicy, OrderState, Policy, SerialError, pause};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -332,7 +332,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Hex sha256, as [`Snapshot::sha256`] holds it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    let mut h = Sha256::new();
+    for chunk in bytes.chunks(CHUNK) {
+        h.update(chunk);
+        pause::now();
+    }
+    hex::encode(h.finalize())
+}
+
+/// Reads, writes and hashes of a policy file go by this many bytes, with a
+/// [`pause::now`] between chunks (on a reload thread it yields the CPU to waiting requests).
+const CHUNK: usize = 1 << 20;
+
+/// `std::fs::read` by chunks, with a pause between them.
+fn read_gently(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let size = f.metadata().map_or(0, |m| m.len());
+    let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    loop {
+        let before = out.len();
+        let n = (&mut f).take(CHUNK as u64).read_to_end(&mut out)?;
+        pause::now();
+        if n == 0 || out.len() == before {
+            return Ok(out);
+        }
+    }
 }
 
 /// What the file holds, to tell a new attempt from a repeat: its hash, or why it is unreadable.
@@ -386,7 +411,7 @@ fn load_bytes(
 /// What reading `path` found: the bytes, and their content key (the sha256, or why the file
 /// cannot be read).
 fn read_keyed(path: &Path) -> (std::io::Result<Vec<u8>>, String) {
-    let read = std::fs::read(path);
+    let read = read_gently(path);
     let key = content_key(read.as_deref());
     (read, key)
 }
@@ -413,7 +438,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
+    for chunk in bytes.chunks(CHUNK) {
+        f.write_all(chunk)?;
+        pause::now();
+    }
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
@@ -722,9 +750,12 @@ impl PolicyRuntime {
                 // million-host table takes a while): requests hold a snapshot for
                 // microseconds, so after a moment this is the last one.
                 let retired = lock(&self.retired).take();
-                if retired.is_some() {
+                if let Some(retired) = retired {
                     std::thread::sleep(Duration::from_millis(50));
-                    drop(retired);
+                    match Arc::try_unwrap(retired) {
+                        Ok(snapshot) => snapshot.table.free_gradually(),
+                        Err(still_shared) => drop(still_shared),
+                    }
                 }
             }
             Outcome::Unchanged { serial } => {
@@ -995,7 +1026,7 @@ impl PolicyRuntime {
             }
             *last = stamp;
         }
-        let key = content_key(std::fs::read(file).as_deref());
+        let key = content_key(read_gently(file).as_deref());
         key != self.snapshot().sha256 && lock(&self.status).last_bad_sha.as_deref() != Some(&key)
     }
 
@@ -1232,19 +1263,56 @@ where
     F: FnOnce(&PolicyRuntime) -> Outcome + Send + 'static,
 {
     let rt = rt.clone();
+    on_reload_thread(move || apply(&rt))
+        .await
+        .unwrap_or_else(|e| Outcome::Error(e.to_owned()))
+}
+
+/// Runs `work` on a thread of its own at the lowest CPU priority, with the pause hook that
+/// yields to waiting requests (see [`yield_cpu`]): reading, hashing, parsing and compiling a
+/// large table must not take the core from the requests it shares it with.
+async fn on_reload_thread<T, F>(work: F) -> Result<T, &'static str>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("portcullis-policy-reload".to_owned())
         .spawn(move || {
             lower_priority();
-            let _ = tx.send(apply(&rt));
-        });
-    if let Err(e) = spawned {
-        return Outcome::Error(format!("cannot start the reload thread: {e}"));
-    }
+            pause::set_hook(Some(yield_cpu));
+            let _ = tx.send(work());
+        })
+        .map_err(|_| "cannot start the reload thread")?;
     rx.await
-        .unwrap_or_else(|_| Outcome::Error("the reload thread ended without an answer".into()))
+        .map_err(|_| "the reload thread ended without an answer")
 }
+
+/// The reload thread's pause hook: lets a waiting request worker run. At nice 19 the thread
+/// gets the CPU only when nothing else wants it, but once it has the CPU the scheduler lets it
+/// finish its slice (up to a tick or two, 4-8 ms at `HZ=250`) before a woken worker runs;
+/// yielding every [`YIELD_EVERY`] of work bounds that wait. With nothing else runnable a yield
+/// returns at once; more often would cost the reload more in switches than it saves requests.
+fn yield_cpu() {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    }
+    let now = std::time::Instant::now();
+    let due = LAST.with(|l| match l.get() {
+        Some(last) if now.duration_since(last) < YIELD_EVERY => false,
+        _ => {
+            l.set(Some(now));
+            true
+        }
+    });
+    if due {
+        std::thread::yield_now();
+    }
+}
+
+/// The most CPU a reload thread takes between two yields.
+const YIELD_EVERY: Duration = Duration::from_micros(500);
 
 /// Nice 19 for the calling thread (Linux nice values are per thread).
 fn lower_priority() {
@@ -1308,7 +1376,7 @@ async fn hash_check(rt: Arc<PolicyRuntime>, stop: tokio::sync::watch::Receiver<b
         let rt = rt.clone();
         async move {
             let check = rt.clone();
-            let changed = tokio::task::spawn_blocking(move || check.file_changed())
+            let changed = on_reload_thread(move || check.file_changed())
                 .await
                 .unwrap_or(false);
             if changed {
