@@ -22,7 +22,8 @@ fn bench_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn workspace_root() -> PathBuf {
+/// The workspace's top folder (where `cargo build` puts `target/`).
+pub(crate) fn workspace_root() -> PathBuf {
     bench_dir()
         .parent()
         .map(PathBuf::from)

@@ -258,10 +258,7 @@ pub fn run(args: &FloodArgs) -> Result<Vec<FloodResult>> {
     {
         bail!("{} has no flood set-up (portcullis, nginx)", k.name());
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .context("no workspace root")?;
+    let root = crate::compare::workspace_root();
     let tools = tools::ensure(&[tools::TASKSET, tools::NGINX, tools::WRK])?;
     let portcullis = if kinds.contains(&ProxyKind::Portcullis) {
         let path = args

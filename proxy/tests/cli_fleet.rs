@@ -2,30 +2,11 @@
 //! them, where no etcd is needed: what they refuse before (or instead of) talking to etcd. The
 //! runs against a real etcd are in `tests/tests/e2e/policy/fleet.rs`.
 
+mod command;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-
-fn contract() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/tests/fixtures/contract.yaml")
-}
-
-fn run(dir: &Path, args: &[&str]) -> anyhow::Result<Output> {
-    Ok(Command::new(BIN).current_dir(dir).args(args).output()?)
-}
-
-/// stderr on exit 1.
-fn failure(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout:\n{}\nstderr:\n{stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    stderr
-}
+use command::{contract, failure, run_in as run};
 
 /// An etcd URL nothing listens on.
 fn closed_url() -> anyhow::Result<String> {

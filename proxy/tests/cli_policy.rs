@@ -2,49 +2,17 @@
 //! `policy check | explain | report`, `audit verify`, and `check --config` with a `policy:`
 //! section. The policy fixture is the issue's contract file, shared with the policy crate.
 
+mod command;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use command::{contract, failure, run, success};
 
 use portcullis::audit::{AuditLog, event};
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-
-/// The contract policy file of issue #5, verbatim.
-fn contract() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/tests/fixtures/contract.yaml")
-}
-
-fn run(args: &[&str]) -> anyhow::Result<Output> {
-    Ok(Command::new(BIN).args(args).output()?)
-}
-
 fn path_arg(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
-}
-
-/// stdout on exit 0, or a failure showing both streams.
-fn success(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// stderr on exit 1.
-fn failure(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout:\n{}\nstderr:\n{stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    stderr
 }
 
 /// The contract file with two mistakes: an http notice_url in the first order (line 11) and a

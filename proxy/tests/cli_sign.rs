@@ -1,43 +1,9 @@
 //! `keys generate`, `policy sign` and `check --config` of a config with `policy.trusted_keys`,
 //! as an operator runs them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-
-/// The contract policy file of issue #5, verbatim.
-fn contract() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/tests/fixtures/contract.yaml")
-}
-
-fn run(dir: &Path, args: &[&str]) -> anyhow::Result<Output> {
-    Ok(Command::new(BIN).current_dir(dir).args(args).output()?)
-}
-
-/// stdout on exit 0, or a failure showing both streams.
-fn success(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// stderr on exit 1.
-fn failure(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout:\n{}\nstderr:\n{stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    stderr
-}
+use command::{contract, failure, run_in as run, success};
 
 /// The value after `label` on its line of `text`.
 fn field<'a>(text: &'a str, label: &str) -> &'a str {
