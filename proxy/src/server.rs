@@ -307,6 +307,16 @@ fn server_builder(shared: &Shared) -> Builder {
     b
 }
 
+/// Sets `TCP_NODELAY` on a listener, where accepted sockets inherit it (Linux does), so no
+/// connection needs a `setsockopt` of its own; returns whether they do. Small responses must not
+/// wait for Nagle.
+fn listener_nodelay(listener: &TcpListener) -> bool {
+    cfg!(target_os = "linux")
+        && socket2::SockRef::from(listener)
+            .set_tcp_nodelay(true)
+            .is_ok()
+}
+
 async fn accept_loop(
     listener: TcpListener,
     mode: Mode,
@@ -315,6 +325,7 @@ async fn accept_loop(
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let nodelay_each = !listener_nodelay(&listener);
     loop {
         // Take a connection slot before accepting: at the cap, new clients wait in the kernel
         // backlog instead of being accepted and starved.
@@ -354,9 +365,33 @@ async fn accept_loop(
         let stop = stop.clone();
         let mode = mode.clone();
         tokio::spawn(async move {
+            if nodelay_each {
+                let _ = stream.set_nodelay(true);
+            }
             serve_connection(stream, peer, mode, shared, &builder, stop).await;
             drop(slot);
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-connection `setsockopt` is skipped on the strength of this: a socket accepted
+    /// from a listener with `TCP_NODELAY` has it too.
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let inherited = listener_nodelay(&listener);
+        assert_eq!(inherited, cfg!(target_os = "linux"));
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        if inherited {
+            assert!(accepted.nodelay().unwrap(), "TCP_NODELAY not inherited");
+        }
+        drop(client);
     }
 }

@@ -31,7 +31,6 @@ pub(super) async fn serve_connection(
     builder: &Builder,
     stop: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     shared.metrics.connections_total.inc();
     let _active = ActiveConnection::new(&shared.metrics.connections_active);
     let state = ConnState::new(shared.protection.inflight.clone());
