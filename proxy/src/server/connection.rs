@@ -171,11 +171,14 @@ async fn serve_h2<I>(
     let metrics = shared.metrics.protection.clone();
     let watched = resets.clone();
     let service = service_fn(move |req: Request<Incoming>| {
-        let resp = handle(shared.clone(), ctx.clone(), req.map(ClientBody::H2));
+        let (shared, ctx) = (shared.clone(), ctx.clone());
         // Dropped unanswered: the client reset the stream (or the connection went).
         let watch = StreamWatch::new(watched.clone());
+        // `handle` is called inside the block, not before it: a future captured by the block
+        // and then awaited is held twice (the capture and the await slot), and hyper moves the
+        // whole stream future into a task of its own.
         async move {
-            let resp = match resp.await {
+            let resp = match handle(shared, ctx, req.map(ClientBody::H2)).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},
             };
