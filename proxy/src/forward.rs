@@ -73,18 +73,26 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         }
     }
     if present[0] {
+        // Tokens are compared as text before any is parsed into a name: the usual
+        // `Connection: keep-alive` (or `close`) then costs neither a parse nor an allocation.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            // Connection options that name no header here.
-            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close"))
+            // Connection options that name no header here, framing and routing headers (ours
+            // to manage, whatever Connection says), and the fixed set (it goes below anyway).
+            .filter(|t| {
+                !t.is_empty()
+                    && !t.eq_ignore_ascii_case("close")
+                    && !t.eq_ignore_ascii_case(header::HOST.as_str())
+                    && !t.eq_ignore_ascii_case(header::CONTENT_LENGTH.as_str())
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+            })
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            // Framing and routing headers are ours to manage, whatever Connection says; the
-            // fixed set goes below anyway.
-            .filter(|n| n != header::HOST && n != header::CONTENT_LENGTH && !HOP_BY_HOP.contains(n))
             .collect();
         for name in named {
             headers.remove(name);

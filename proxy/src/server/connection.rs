@@ -175,9 +175,10 @@ async fn serve_h2<I>(
         // Dropped unanswered: the client reset the stream (or the connection went).
         let watch = StreamWatch::new(watched.clone());
         // `handle` is called inside the block, not before it: a future captured by the block
-        // and then awaited is held twice (the capture and the await slot), and hyper moves the
-        // whole stream future into a task of its own.
-        async move {
+        // and then awaited is held twice (the capture and the await slot). Boxed: hyper moves
+        // the stream future several times between accepting the stream and spawning its task,
+        // and a pointer is cheaper to move than the pipeline's state.
+        Box::pin(async move {
             let resp = match handle(shared, ctx, req.map(ClientBody::H2)).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},
@@ -189,7 +190,7 @@ async fn serve_h2<I>(
                 return Err(StreamDropped);
             }
             Ok(resp)
-        }
+        })
     });
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
