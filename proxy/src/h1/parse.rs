@@ -155,8 +155,9 @@ pub fn parse_response(
     let mut spans = ArrayVec::new();
     spans_of(buf, resp.headers, &mut spans);
     let head = buf.split_to(head_len).freeze();
-    // No room to add: a response gets nothing added here, and on HTTP/2 its map is the one a
-    // client request's left in the pool (its own headers and ADDED_HEADERS at most).
+    // No room kept for additions: a forwarded response gets none (the cache's Cache-Status at
+    // most), and asking for more made every HTTP/2 response regrow the pooled map, which is
+    // a client request's (its own headers and ADDED_HEADERS).
     let headers = header_map(&head, &spans, 0).map_err(|_| ResponseHeadError::InvalidHeader)?;
     let keep_alive = keep_alive(&headers, version);
     let (mut parts, ()) = http::Response::new(()).into_parts();
