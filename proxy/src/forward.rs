@@ -73,18 +73,26 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         }
     }
     if present[0] {
+        // Tokens are compared as text before any is parsed into a name: the usual
+        // `Connection: keep-alive` (or `close`) then costs neither a parse nor an allocation.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            // Connection options that name no header here.
-            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close"))
+            // Connection options that name no header here, framing and routing headers (ours
+            // to manage, whatever Connection says), and the fixed set (it goes below anyway).
+            .filter(|t| {
+                !t.is_empty()
+                    && !t.eq_ignore_ascii_case("close")
+                    && !t.eq_ignore_ascii_case(header::HOST.as_str())
+                    && !t.eq_ignore_ascii_case(header::CONTENT_LENGTH.as_str())
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+            })
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            // Framing and routing headers are ours to manage, whatever Connection says; the
-            // fixed set goes below anyway.
-            .filter(|n| n != header::HOST && n != header::CONTENT_LENGTH && !HOP_BY_HOP.contains(n))
             .collect();
         for name in named {
             headers.remove(name);
@@ -216,9 +224,29 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> String {
     values.join(", ")
 }
 
+/// An IP address as a header value. The last one formatted is kept per thread: a connection's
+/// requests (many at once on HTTP/2) come from one address, and a clone of the value costs a
+/// reference count where formatting costs an allocation and a validation pass.
+fn ip_value(ip: IpAddr) -> Result<HeaderValue, ProxyError> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let cached = LAST.with(|last| match &*last.borrow() {
+        Some((addr, value)) if *addr == ip => Some(value.clone()),
+        _ => None,
+    });
+    if let Some(value) = cached {
+        return Ok(value);
+    }
+    let value = format_ip(ip)?;
+    LAST.with(|last| *last.borrow_mut() = Some((ip, value.clone())));
+    Ok(value)
+}
+
 /// An IP address as a header value, formatted on the stack (one allocation, not two; IPv4
 /// without `fmt`, whose per-octet padding logic showed up in profiles).
-fn ip_value(ip: IpAddr) -> Result<HeaderValue, ProxyError> {
+fn format_ip(ip: IpAddr) -> Result<HeaderValue, ProxyError> {
     use std::io::Write as _;
     // The longest IPv6 text form is 45 bytes.
     let mut buf = [0u8; 48];
@@ -459,6 +487,8 @@ mod tests {
             "2001:db8::7",
         ] {
             let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(parsed).unwrap(), ip);
+            // Again, from the per-thread cache.
             assert_eq!(ip_value(parsed).unwrap(), ip);
         }
     }

@@ -364,7 +364,10 @@ async fn route_and_forward(
             recheck: &recheck,
         };
         let _awaiting = conn.state.awaiting_origin();
-        let (resp, upstream) = match cache.handle(x, req).await {
+        // Boxed: the cache's state machine is many times the size of the plain forward's, and
+        // every request's future (on HTTP/2, a task moved and allocated per stream) would be
+        // that big.
+        let (resp, upstream) = match Box::pin(cache.handle(x, req)).await {
             Ok(answer) => answer,
             // Answered here rather than by the caller so it carries `Cache-Status` too, as
             // every response of a cache-enabled site does.

@@ -97,7 +97,7 @@ pub fn parse_request(
     let head = buf.split_to(head_len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target.0 as usize..target.1 as usize))
         .map_err(|_| ProxyError::MalformedHead(httparse::Error::Token))?;
-    let headers = header_map(&head, &spans)?;
+    let headers = header_map(&head, &spans, ADDED_HEADERS)?;
     let body = request_framing(&headers, version)?;
     let keep_alive = keep_alive(&headers, version);
     let expect_continue = version == Version::HTTP_11
@@ -155,7 +155,10 @@ pub fn parse_response(
     let mut spans = ArrayVec::new();
     spans_of(buf, resp.headers, &mut spans);
     let head = buf.split_to(head_len).freeze();
-    let headers = header_map(&head, &spans).map_err(|_| ResponseHeadError::InvalidHeader)?;
+    // No room kept for additions: a forwarded response gets none (the cache's Cache-Status at
+    // most), and asking for more made every HTTP/2 response regrow the pooled map, which is
+    // a client request's (its own headers and ADDED_HEADERS).
+    let headers = header_map(&head, &spans, 0).map_err(|_| ResponseHeadError::InvalidHeader)?;
     let keep_alive = keep_alive(&headers, version);
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.status = status;
@@ -181,8 +184,9 @@ pub enum ResponseHeadError {
 /// adding them does not regrow and rehash the map.
 const ADDED_HEADERS: usize = 6;
 
-fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, ProxyError> {
-    let mut headers = super::maps::take(spans.len() + ADDED_HEADERS);
+/// The head's headers, in a map with `room` more.
+fn header_map(head: &Bytes, spans: &[Span], room: usize) -> Result<HeaderMap, ProxyError> {
+    let mut headers = super::maps::take(spans.len() + room);
     for s in spans {
         let name = HeaderName::from_bytes(&head[s.name.0 as usize..s.name.1 as usize])
             .map_err(|_| ProxyError::MalformedHead(httparse::Error::HeaderName))?;

@@ -170,11 +170,15 @@ async fn serve_h2<I>(
     let metrics = shared.metrics.protection.clone();
     let watched = resets.clone();
     let service = service_fn(move |req: Request<Incoming>| {
-        let resp = handle(shared.clone(), ctx.clone(), req.map(ClientBody::H2));
+        let (shared, ctx) = (shared.clone(), ctx.clone());
         // Dropped unanswered: the client reset the stream (or the connection went).
         let watch = StreamWatch::new(watched.clone());
-        async move {
-            let resp = match resp.await {
+        // `handle` is called inside the block, not before it: a future captured by the block
+        // and then awaited is held twice (the capture and the await slot). Boxed: hyper moves
+        // the stream future several times between accepting the stream and spawning its task,
+        // and a pointer is cheaper to move than the pipeline's state.
+        Box::pin(async move {
+            let resp = match handle(shared, ctx, req.map(ClientBody::H2)).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},
             };
@@ -185,7 +189,7 @@ async fn serve_h2<I>(
                 return Err(StreamDropped);
             }
             Ok(resp)
-        }
+        })
     });
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
