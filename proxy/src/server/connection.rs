@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::{Builder, Mode};
-use crate::conn::{ConnState, IdleIo, Rewind, watchdog};
+use crate::conn::{ConnState, IdleIo, Rewind, SocketWriter, watchdog};
 use crate::h1;
 use crate::h1::io::{ClientBody, ClientReader};
 use crate::metrics::Rejected;
@@ -127,6 +127,7 @@ async fn serve_protocol(
     });
     let header_timeout = shared.limits.header_read_timeout;
     let (read, write) = stream.into_split();
+    let write = SocketWriter::new(write);
     let mut reader = ClientReader::new(Box::new(read), BytesMut::new(), state.clone());
     let sniffed = tokio::select! {
         s = sniff(&mut reader, header_timeout) => s,
