@@ -153,11 +153,10 @@ pub fn run(args: &CompareArgs) -> Result<bool> {
     let tools = tools::ensure(&needed_tools(&scenarios, &proxies))?;
     let root = workspace_root();
     let portcullis = if proxies.contains(&ProxyKind::Portcullis) {
-        let path = args
-            .portcullis
-            .clone()
-            .unwrap_or_else(|| tools::default_portcullis(&root));
-        Some(tools::ensure_portcullis(&path, &root)?)
+        Some(tools::portcullis_under_test(
+            args.portcullis.as_deref(),
+            &root,
+        )?)
     } else {
         None
     };

@@ -261,11 +261,10 @@ pub fn run(args: &FloodArgs) -> Result<Vec<FloodResult>> {
     let root = crate::compare::workspace_root();
     let tools = tools::ensure(&[tools::TASKSET, tools::NGINX, tools::WRK])?;
     let portcullis = if kinds.contains(&ProxyKind::Portcullis) {
-        let path = args
-            .portcullis
-            .clone()
-            .unwrap_or_else(|| tools::default_portcullis(&root));
-        Some(tools::ensure_portcullis(&path, &root)?)
+        Some(tools::portcullis_under_test(
+            args.portcullis.as_deref(),
+            &root,
+        )?)
     } else {
         None
     };

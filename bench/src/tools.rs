@@ -162,6 +162,13 @@ pub fn default_portcullis(root: &Path) -> PathBuf {
     target.join("release").join("portcullis")
 }
 
+/// The portcullis binary under test: `arg` (the `--portcullis` option) or the workspace's
+/// release build, built with cargo when missing (see [`ensure_portcullis`]).
+pub fn portcullis_under_test(arg: Option<&Path>, root: &Path) -> Result<PathBuf> {
+    let path = arg.map_or_else(|| default_portcullis(root), Path::to_path_buf);
+    ensure_portcullis(&path, root)
+}
+
 /// Returns a runnable portcullis binary at `path`, building it with cargo
 /// when it is missing. A path under a `debug` directory gets a debug build
 /// (the CI smoke), anything else a release build.

@@ -60,18 +60,7 @@ impl RawConn {
         local: std::net::IpAddr,
         addr: SocketAddr,
     ) -> anyhow::Result<RawConn> {
-        let socket = if local.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket
-            .bind(SocketAddr::new(local, 0))
-            .with_context(|| format!("binding {local}"))?;
-        let stream = socket
-            .connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr} from {local}"))?;
+        let stream = crate::client::connect_from(local, addr).await?;
         Ok(RawConn {
             stream,
             buf: Vec::new(),

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::*;
 
-const SITES: &str = "sites:\n  - name: shop\n    hosts: [\"shop.example\"]\n    origins: [\"http://127.0.0.1:9000\"]\n";
+const SITES: &str = "sites:\n  - name: shop\n    hosts: [\"shop.example\"]\n    origins: [\"http://127.0.0.1:1\"]\n";
 
 const CONTRACT: &str = r#"listeners:
-  - address: "127.0.0.1:8080"
+  - address: "127.0.0.1:0"
 protection:
   trusted_proxies: ["127.0.0.0/8"]  # optional here too: whose X-Forwarded-For names the client
   per_client:                        # a client = an IPv4 address or an IPv6 /64
